@@ -1,0 +1,94 @@
+//! Switchyard's routing core: a sans-IO state machine for real-time signalling and
+//! pub/sub.
+//!
+//! The hub owns no socket, reads no clock, spawns no task and draws no random number.
+//! A driver (a transport, a test, a fuzzer) feeds it inputs with the time they happened
+//! and writes out what it asks for:
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use switchyard_core::{Closed, Config, Dialect, Hub, Input, Open, Output};
+//!
+//! let start = Instant::now(); // the driver's clock, not the hub's
+//! let mut hub = Hub::new(Config::default(), start, 1_700_000_000_000);
+//!
+//! // 1. A transport accepts a connection and tells the hub.
+//! let alice = hub.open(start, Open::new(Dialect::Signaller));
+//! let bob = hub.open(start, Open::new(Dialect::Signaller));
+//!
+//! // 2. Frames are decoded on the connection's own task, then handed over typed.
+//! for (conn, frame) in [
+//!     (alice, r#"/announce|alice|{"id":"alice","room":"lobby"}"#),
+//!     (bob, r#"/announce|bob|{"id":"bob","room":"lobby"}"#),
+//! ] {
+//!     let command = Dialect::Signaller.decode(Bytes::from(frame)).unwrap();
+//!     hub.handle(start, Input::Command { conn, command });
+//! }
+//!
+//! // 3. A connection dies without `/leave`.
+//! hub.handle(start, Input::Closed { conn: alice, how: Closed::Hard });
+//!
+//! // 4. After every input, drain the outputs: write, close, log.
+//! let mut to_bob = Vec::new();
+//! while let Some(out) = hub.poll_output() {
+//!     match out {
+//!         Output::Send { conn, frame } if conn == bob => to_bob.push(frame),
+//!         Output::Send { .. } | Output::Close { .. } | Output::Event(_) => {}
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(to_bob.last().unwrap(), r#"/leave|alice|{"id":"alice"}"#);
+//!
+//! // 5. Sleep until the next input or `poll_timeout()`, then `handle_timeout(now)`.
+//! assert_eq!(hub.poll_timeout(), None);
+//! ```
+//!
+//! # The driver contract
+//!
+//! - Every call takes `now: Instant`, the driver's monotonic time. The hub never goes
+//!   backwards even if `now` does. Wall-clock time is derived from the unix
+//!   milliseconds given to [`Hub::new`].
+//! - Drain [`Hub::poll_output`] after every input, before the next one. Frames for one
+//!   connection come out in the order they must be written; a driver may batch all
+//!   queued frames of a connection into one flush.
+//! - While outputs are queued, [`Hub::poll_timeout`] returns "now" (the latest `now`
+//!   seen). Otherwise it returns the next armed deadline, or `None`. After
+//!   [`Hub::handle_timeout`]`(t)` the next deadline is strictly later than `t`, so a
+//!   driver that sleeps until the deadline never busy-loops.
+//! - A peer's misbehaviour is never an `Err`: it becomes an error frame, a
+//!   [`Output::Close`] or an [`Event`]. Inputs for unknown connections are ignored.
+//! - [`Output::Close`] means the hub has already forgotten the connection; the
+//!   transport closes the socket, and a later [`Input::Closed`] for it is a no-op.
+//! - The core keeps no per-connection outbound queue: transports own bounded writers
+//!   and report [`Input::Blocked`] when one fills; the hub closes that slow consumer.
+//!
+//! # Determinism
+//!
+//! Same inputs, same outputs, byte for byte: maps are ordered (`BTreeMap`), ids the
+//! server invents come from [`Config::id_seed`], and time comes from the driver.
+//!
+//! # Room to grow to several nodes
+//!
+//! Routing decisions are made on typed commands and channel state, and delivery goes
+//! through one fan-out path per channel. A broker adapter (Redis, NATS) will feed
+//! remote publishes and presence changes in as inputs from a non-local origin and
+//! take out what other nodes must see as events; the routing rules stay here.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod channel;
+pub mod codes;
+pub mod config;
+mod hub;
+pub mod ids;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod wire;
+
+pub use codes::{CloseCode, ErrorCode};
+pub use config::{Config, Limits};
+pub use hub::{Closed, Credentials, Event, Hub, Input, Open, Output};
+pub use ids::{ConnId, PeerId, TenantId};
+pub use wire::{Command, DecodeError, Dialect};

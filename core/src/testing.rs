@@ -1,0 +1,201 @@
+//! A harness for driving the hub in tests, benches and fuzz targets: named fake
+//! connections, a virtual clock and a transcript of everything the hub emitted.
+//!
+//! ```
+//! use switchyard_core::testing::TestHub;
+//! use switchyard_core::Dialect;
+//!
+//! let mut t = TestHub::new();
+//! t.connect("alice", Dialect::Signaller);
+//! t.connect("bob", Dialect::Signaller);
+//! t.send("alice", r#"/announce|alice|{"id":"alice","room":"r"}"#);
+//! t.send("bob", r#"/announce|bob|{"id":"bob","room":"r"}"#);
+//! t.hard_close("alice");
+//! assert_eq!(t.take("bob"), [
+//!     r#"/roominfo|{"memberCount":2}"#,
+//!     r#"/leave|alice|{"id":"alice"}"#,
+//! ]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::{Closed, Config, ConnId, Dialect, Event, Hub, Input, Open, Output};
+
+/// A hub with named connections, a virtual clock and recorded outputs. It checks the
+/// hub's invariants after every step.
+pub struct TestHub {
+    /// The hub under test.
+    pub hub: Hub,
+    /// The virtual clock's current time.
+    pub now: Instant,
+    start: Instant,
+    names: BTreeMap<String, ConnId>,
+    by_conn: BTreeMap<ConnId, String>,
+    inbox: BTreeMap<String, Vec<String>>,
+    transcript: Vec<String>,
+    events: Vec<Event>,
+}
+
+/// Unix milliseconds the test hub's wall clock starts at (2023-11-14T22:13:20Z).
+pub const TEST_UNIX_MS: u64 = 1_700_000_000_000;
+
+impl Default for TestHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestHub {
+    /// A hub with the default config.
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// A hub with `config`.
+    pub fn with_config(config: Config) -> Self {
+        // The harness is the driver: it owns the clock. Only offsets from `start` matter.
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        Self {
+            hub: Hub::new(config, start, TEST_UNIX_MS),
+            now: start,
+            start,
+            names: BTreeMap::new(),
+            by_conn: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            transcript: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Opens a connection called `name`.
+    pub fn connect(&mut self, name: &str, dialect: Dialect) -> ConnId {
+        self.connect_with(name, Open::new(dialect))
+    }
+
+    /// Opens a connection called `name` with explicit open parameters.
+    pub fn connect_with(&mut self, name: &str, open: Open) -> ConnId {
+        let conn = self.hub.open(self.now, open);
+        self.names.insert(name.to_owned(), conn);
+        self.by_conn.insert(conn, name.to_owned());
+        self.drain();
+        conn
+    }
+
+    /// The connection called `name`.
+    pub fn conn(&self, name: &str) -> ConnId {
+        *self
+            .names
+            .get(name)
+            .unwrap_or_else(|| panic!("no connection named {name}"))
+    }
+
+    /// Sends `frame` from `name`, decoded as the transport would.
+    pub fn send(&mut self, name: &str, frame: &str) {
+        self.send_bytes(name, Bytes::copy_from_slice(frame.as_bytes()));
+    }
+
+    /// Sends raw bytes from `name`.
+    pub fn send_bytes(&mut self, name: &str, frame: Bytes) {
+        let conn = self.conn(name);
+        self.hub.handle_frame(self.now, conn, frame);
+        self.drain();
+    }
+
+    /// Feeds any input.
+    pub fn input(&mut self, input: Input) {
+        self.hub.handle(self.now, input);
+        self.drain();
+    }
+
+    /// The transport saw the connection vanish (reset, timeout).
+    pub fn hard_close(&mut self, name: &str) {
+        let conn = self.conn(name);
+        self.input(Input::Closed {
+            conn,
+            how: Closed::Hard,
+        });
+    }
+
+    /// The client closed cleanly (close frame, EOF).
+    pub fn graceful_close(&mut self, name: &str) {
+        let conn = self.conn(name);
+        self.input(Input::Closed {
+            conn,
+            how: Closed::Graceful,
+        });
+    }
+
+    /// Moves the clock forward by `by`, firing every timer that falls due on the way.
+    pub fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(at) = self.hub.poll_timeout() {
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.hub.handle_timeout(self.now);
+            self.drain();
+            let next = self.hub.poll_timeout();
+            assert!(
+                next.is_none_or(|n| n > self.now),
+                "poll_timeout did not move past handle_timeout's now"
+            );
+        }
+        self.now = until;
+        self.hub.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// Virtual time since the harness started.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Frames `name` received since the last call, oldest first.
+    pub fn take(&mut self, name: &str) -> Vec<String> {
+        self.inbox.remove(name).unwrap_or_default()
+    }
+
+    /// Everything emitted since the last call, as `name <- frame` and
+    /// `name closed <code> <reason>` lines, in output order.
+    pub fn transcript(&mut self) -> Vec<String> {
+        self.inbox.clear();
+        std::mem::take(&mut self.transcript)
+    }
+
+    /// Events emitted since the last call.
+    pub fn events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.hub.poll_output() {
+            match out {
+                Output::Send { conn, frame } => {
+                    let name = self.name_of(conn);
+                    let text = String::from_utf8_lossy(&frame).into_owned();
+                    self.transcript.push(format!("{name} <- {text}"));
+                    self.inbox.entry(name).or_default().push(text);
+                }
+                Output::Close { conn, code, reason } => {
+                    let name = self.name_of(conn);
+                    self.transcript
+                        .push(format!("{name} closed {} {reason}", code.0));
+                }
+                Output::Event(e) => self.events.push(e),
+            }
+        }
+        self.hub.check_invariants();
+    }
+
+    fn name_of(&self, conn: ConnId) -> String {
+        self.by_conn
+            .get(&conn)
+            .cloned()
+            .unwrap_or_else(|| conn.to_string())
+    }
+}

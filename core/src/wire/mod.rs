@@ -1,0 +1,96 @@
+//! Dialects: pure codecs beside the hub.
+//!
+//! A transport decodes each inbound frame on its own task with [`Dialect::decode`] and
+//! hands the typed [`Command`] to the hub. The hub encodes what it delivers once per
+//! dialect per message and shares the resulting [`Bytes`] among all recipients.
+//! Adding a dialect means one module here and one arm in [`Dialect`].
+
+use bytes::Bytes;
+
+pub mod signaller;
+
+pub use signaller::{Announce, Leave, Signal, To};
+
+/// The wire languages a connection can speak. Chosen by the transport at open time
+/// (WebSocket path or subprotocol, TCP listener config or `hello` line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// rtc.io's pipe-delimited text (`/announce|id|{..}`).
+    Signaller,
+}
+
+impl Dialect {
+    /// Every dialect, in a fixed order (for per-dialect caches and metrics).
+    pub const ALL: [Self; 1] = [Self::Signaller];
+
+    /// Parses one inbound frame. Pure and stateless, so transports call it on the
+    /// connection's own task and the hub only ever sees typed commands.
+    pub fn decode(self, frame: Bytes) -> Result<Command, DecodeError> {
+        match self {
+            Self::Signaller => signaller::decode(frame),
+        }
+    }
+
+    /// The name used in config, subprotocols and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Signaller => "rtc-signaller",
+        }
+    }
+
+    /// The inverse of [`Dialect::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Signaller => 0,
+        }
+    }
+}
+
+/// A decoded inbound frame, in the hub's terms.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Command {
+    /// rtc-signaller `/announce`: join (or update presence in) a room.
+    Announce(Announce),
+    /// rtc-signaller `/leave`: leave the room gracefully.
+    Leave(Leave),
+    /// rtc-signaller `/to|<id>|...`: a message for one peer in the sender's room.
+    To(To),
+    /// Any other rtc-signaller `/command`: passed through to the sender's room.
+    Signal(Signal),
+}
+
+/// Why a frame could not be decoded. The hub answers it with an error frame in the
+/// connection's dialect (or a 1009 close for [`DecodeError::TooLarge`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame is over the configured size; the connection is closed with 1009.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// The frame's length (or the length seen so far).
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The frame is not valid UTF-8 text.
+    #[error("frame is not UTF-8 text")]
+    NotText,
+    /// The frame does not follow the dialect's grammar.
+    #[error("{reason}")]
+    Malformed {
+        /// What was wrong, for the error frame's message.
+        reason: &'static str,
+    },
+}
+
+impl DecodeError {
+    pub(crate) fn malformed(reason: &'static str) -> Self {
+        Self::Malformed { reason }
+    }
+}
