@@ -78,11 +78,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod channel;
 pub mod codes;
 pub mod config;
 mod hub;
 pub mod ids;
+pub mod pattern;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wire;

@@ -204,7 +204,11 @@ fn spoofed_sender_is_refused_and_not_forwarded() {
         r#"/leave|alice|{"id":"alice"}"#,
     ] {
         t.send("bob", frame);
-        assert_eq!(t.transcript(), [refusal.clone()], "frame {frame}");
+        assert_eq!(
+            t.transcript(),
+            std::slice::from_ref(&refusal),
+            "frame {frame}"
+        );
     }
     // Announcing someone else's id once bound is refused as well.
     t.send("bob", &announce("alice", "r"));

@@ -1,9 +1,9 @@
 //! Structural invariants, checked after every step by tests and fuzz targets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Hub;
-use crate::ids::PeerId;
+use crate::ids::{ConnId, PeerId};
 use crate::wire::Dialect;
 
 impl Hub {
@@ -24,7 +24,7 @@ impl Hub {
         }
         for (id, ch) in &self.channels {
             assert!(!ch.members.is_empty(), "empty channel {} kept", ch.name);
-            let mut counts: BTreeMap<&PeerId, u32> = BTreeMap::new();
+            let mut counts: BTreeMap<&PeerId, BTreeSet<ConnId>> = BTreeMap::new();
             let mut signallers: BTreeMap<&PeerId, u32> = BTreeMap::new();
             for (conn, m) in &ch.members {
                 let c = self.conns.get(conn).unwrap_or_else(|| {
@@ -36,7 +36,7 @@ impl Hub {
                     "member peer differs from conn binding"
                 );
                 assert_eq!(c.dialect, m.dialect, "member dialect differs from conn");
-                *counts.entry(&m.peer).or_default() += 1;
+                counts.entry(&m.peer).or_default().insert(*conn);
                 if m.dialect == Dialect::Signaller {
                     assert_eq!(
                         c.room,

@@ -1,6 +1,6 @@
 //! The hub: one state machine for every connection, room and channel.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -174,6 +174,7 @@ pub struct Hub {
     epoch: (Instant, u64),
     /// The latest `now` any call brought.
     now: Instant,
+    #[allow(dead_code)]
     ids: IdGen,
     next_conn: u64,
     next_channel: u64,
@@ -211,7 +212,8 @@ struct Member {
 
 #[derive(Debug)]
 struct Presence {
-    conns: u32,
+    /// The peer's connections in this channel (an index for `/to` and `send`).
+    conns: BTreeSet<ConnId>,
     metadata: Arc<Map<String, Value>>,
 }
 

@@ -5,13 +5,14 @@
 //! checked against that binding, and a departure without `/leave` is announced to the
 //! room by a server-made `/leave`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::fanout::PerDialect;
 use super::{Departure, Event, Hub, Member, Presence};
-use crate::channel::validate_channel;
 use crate::codes::ErrorCode;
 use crate::ids::{ChannelId, ConnId, PeerId, validate_peer_id};
+use crate::pattern::validate_channel;
 use crate::wire::{Announce, Dialect, Leave, Signal, To, signaller};
 
 impl Hub {
@@ -86,10 +87,12 @@ impl Hub {
         };
         let ch = &self.channels[&room];
         let targets: Vec<(ConnId, Dialect)> = ch
-            .members
-            .iter()
-            .filter(|(c, m)| **c != conn && m.peer.as_str() == t.target)
-            .map(|(c, m)| (*c, m.dialect))
+            .peers
+            .get(t.target.as_str())
+            .into_iter()
+            .flat_map(|p| &p.conns)
+            .filter(|&&c| c != conn)
+            .map(|c| (*c, ch.members[c].dialect))
             .collect();
         if targets.is_empty() {
             return self.refuse(conn, ErrorCode::PeerNotFound, "no such peer in your room");
@@ -152,11 +155,11 @@ impl Hub {
             )
             .is_none();
         let presence = ch.peers.entry(peer.clone()).or_insert(Presence {
-            conns: 0,
+            conns: BTreeSet::new(),
             metadata: metadata.clone(),
         });
         if is_new {
-            presence.conns += 1;
+            presence.conns.insert(conn);
         }
         presence.metadata = metadata;
     }
@@ -166,17 +169,16 @@ impl Hub {
     /// peer stays present throughout, so nobody sees a leave.
     fn take_over(&mut self, channel: ChannelId, conn: ConnId, peer: &PeerId) {
         let ch = self.channels.get_mut(&channel).expect("channel exists");
-        let stale: Vec<ConnId> = ch
-            .members
+        let presence = ch.peers.get_mut(peer).expect("joined just before");
+        let stale: Vec<ConnId> = presence
+            .conns
             .iter()
-            .filter(|(c, m)| **c != conn && m.dialect == Dialect::Signaller && &m.peer == peer)
-            .map(|(c, _)| *c)
+            .filter(|&&c| c != conn && ch.members[&c].dialect == Dialect::Signaller)
+            .copied()
             .collect();
         for old in &stale {
             ch.members.remove(old);
-            if let Some(p) = ch.peers.get_mut(peer) {
-                p.conns -= 1;
-            }
+            presence.conns.remove(old);
         }
         for old in stale {
             if let Some(c) = self.conns.get_mut(&old) {
@@ -203,8 +205,8 @@ impl Hub {
             .peers
             .get_mut(&member.peer)
             .expect("every member has a presence entry");
-        presence.conns -= 1;
-        if presence.conns > 0 {
+        presence.conns.remove(&conn);
+        if !presence.conns.is_empty() {
             self.collect_channel(channel);
             return;
         }

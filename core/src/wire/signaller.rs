@@ -222,20 +222,19 @@ fn decode_to(text: &str, rest: Option<&str>, frame: &Bytes) -> Result<Command, D
     if name == "announce" {
         // The v6 client's autoreply repeats its announce attributes to each newcomer:
         // a token in them must not travel either.
-        if let Some((inner_sender, payload)) = inner_rest.and_then(|r| r.split_once('|')) {
-            if let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(payload) {
-                if data.remove("token").is_some() {
-                    let mut out = BytesMut::with_capacity(text.len());
-                    out.put_slice(b"/to|");
-                    out.put_slice(target.as_bytes());
-                    out.put_slice(b"|/announce|");
-                    out.put_slice(inner_sender.as_bytes());
-                    out.put_u8(b'|');
-                    args_at = out.len();
-                    put_json_escaped(&mut out, &Value::Object(data));
-                    frame = out.freeze();
-                }
-            }
+        if let Some((inner_sender, payload)) = inner_rest.and_then(|r| r.split_once('|'))
+            && let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(payload)
+            && data.remove("token").is_some()
+        {
+            let mut out = BytesMut::with_capacity(text.len());
+            out.put_slice(b"/to|");
+            out.put_slice(target.as_bytes());
+            out.put_slice(b"|/announce|");
+            out.put_slice(inner_sender.as_bytes());
+            out.put_u8(b'|');
+            args_at = out.len();
+            put_json_escaped(&mut out, &Value::Object(data));
+            frame = out.freeze();
         }
     }
     Ok(Command::To(To {
