@@ -41,7 +41,7 @@ fn main() -> std::io::Result<()> {
 }
 
 /// Accepts on `listener` forever and runs the hub on the calling thread.
-fn serve(listener: TcpListener) {
+pub(crate) fn serve(listener: TcpListener) {
     let (tx, rx) = mpsc::channel();
     let max = Config::default().limits.max_frame_bytes;
     thread::spawn(move || {

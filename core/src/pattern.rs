@@ -106,7 +106,7 @@ impl Pattern {
     ///
     /// Exists as the single way to build a [`Pattern`], so an invalid pattern
     /// can never reach matching or the `covers` check.
-    pub fn parse(s: &str, max_len: usize) -> Result<Pattern, ChannelError> {
+    pub fn parse(s: &str, max_len: usize) -> Result<Self, ChannelError> {
         check_common(s, max_len, true)?;
         let bytes = s.as_bytes();
         let mut toks = Vec::with_capacity(bytes.len());
@@ -125,7 +125,7 @@ impl Pattern {
                 i += 1;
             }
         }
-        Ok(Pattern {
+        Ok(Self {
             raw: s.to_owned(),
             toks,
         })
@@ -169,7 +169,7 @@ impl Pattern {
     /// against pathological inputs it gives up and answers `false` (the safe
     /// answer) after exploring [`COVERS_STATE_LIMIT`] product states, which
     /// ordinary patterns never come near.
-    pub fn covers(&self, other: &Pattern) -> bool {
+    pub fn covers(&self, other: &Self) -> bool {
         if self == other || self.toks == [Tok::Rest] {
             return true;
         }
