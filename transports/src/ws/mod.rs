@@ -1,0 +1,169 @@
+//! WebSocket server on tokio-tungstenite.
+//!
+//! Each accepted socket is upgraded within [`WsConfig::handshake_timeout`] (so a
+//! slowloris cannot hold it), negotiated by [`handshake::negotiate`] (dialect by path
+//! or subprotocol, credentials by header > subprotocol > query; see that module), then
+//! served by the generic pump. Text and binary messages are frames; a close frame from
+//! the client is a graceful close; a read error, a reset or a peer silent for
+//! [`WsConfig::ping_interval`] + [`WsConfig::pong_timeout`] is a hard one.
+//!
+//! Memory per idle connection is kept small: tungstenite's read and write buffers are
+//! [`WsConfig::read_buffer_size`] and [`WsConfig::write_buffer_size`] (its 128 KiB
+//! default read buffer would cost about that much per idle socket), and no message or
+//! frame over the hub's `max_frame_bytes` is ever assembled: it is refused with 1009.
+//!
+//! Logs never carry secrets: URIs are logged with `token`/`key` values redacted, and
+//! the `Authorization` and `Sec-WebSocket-Protocol` values are never logged.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use switchyard_core::Open;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::accept::Acceptor;
+use crate::conn::reject_over_capacity;
+use crate::driver::DriverHandle;
+
+pub mod handshake;
+mod io;
+
+pub use handshake::Routes;
+use handshake::{Negotiated, Redacted};
+use io::{WsReader, WsWriter};
+
+/// A WebSocket listener's settings.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WsConfig {
+    /// Which dialect each path serves.
+    pub routes: Routes,
+    /// How often the server pings an otherwise quiet connection.
+    pub ping_interval: Duration,
+    /// How much longer than `ping_interval` a peer may stay silent before it is
+    /// dropped as dead (its room then gets the synthetic leave).
+    pub pong_timeout: Duration,
+    /// Time allowed from accept to a completed upgrade.
+    pub handshake_timeout: Duration,
+    /// tungstenite's read buffer per connection.
+    pub read_buffer_size: usize,
+    /// tungstenite's write buffer per connection (writes flush past it).
+    pub write_buffer_size: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            routes: Routes::default(),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 4 * 1024,
+        }
+    }
+}
+
+/// Accepts WebSocket connections on `listener` and serves each on its own task,
+/// forever.
+pub async fn serve(listener: TcpListener, driver: DriverHandle, config: WsConfig) {
+    let mut acceptor = Acceptor::new(listener);
+    loop {
+        let (stream, remote) = acceptor.accept().await;
+        tokio::spawn(connection(stream, remote, driver.clone(), config.clone()));
+    }
+}
+
+#[allow(
+    clippy::result_large_err,
+    reason = "the upgrade callback's signature is tungstenite's"
+)]
+async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle, config: WsConfig) {
+    let _ = stream.set_nodelay(true);
+    // Taken before the upgrade; over the cap the upgrade still completes, so that a
+    // browser can read the 4010.
+    let admission = driver.admit();
+    let max = driver.max_frame_bytes();
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(config.write_buffer_size)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let mut negotiated = None;
+    let callback = |request: &Request, response: Response| {
+        on_request(&config.routes, request, response, &mut negotiated)
+    };
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+    let ws = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => return tracing::debug!(%remote, %error, "websocket upgrade failed"),
+        Err(_) => return tracing::debug!(%remote, "websocket upgrade timed out"),
+    };
+    let Some(Negotiated {
+        dialect,
+        credentials,
+        ..
+    }) = negotiated
+    else {
+        return; // unreachable in practice: a completed upgrade went through the callback
+    };
+    let (sink, stream) = ws.split();
+    let writer = WsWriter {
+        sink,
+        ping_interval: config.ping_interval,
+    };
+    let Some(admission) = admission else {
+        return reject_over_capacity(writer, driver.close_timeout()).await;
+    };
+    let reader = WsReader {
+        stream,
+        window: config.ping_interval + config.pong_timeout,
+    };
+    let mut open = Open::new(dialect);
+    open.credentials = credentials;
+    open.remote = Some(remote);
+    admission.serve(reader, writer, open).await;
+}
+
+/// The upgrade callback: negotiate, answer 404 or echo the chosen subprotocol.
+#[allow(
+    clippy::result_large_err,
+    reason = "the upgrade callback's signature is tungstenite's"
+)]
+fn on_request(
+    routes: &Routes,
+    request: &Request,
+    mut response: Response,
+    out: &mut Option<Negotiated>,
+) -> Result<Response, ErrorResponse> {
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let negotiated = match handshake::negotiate(routes, request) {
+        Ok(negotiated) => negotiated,
+        Err(status) => {
+            tracing::debug!(uri = %Redacted(target), %status, "websocket upgrade refused");
+            return Err(refusal(status));
+        }
+    };
+    if let Some(protocol) = &negotiated.protocol {
+        let Ok(value) = HeaderValue::from_str(protocol) else {
+            return Err(refusal(StatusCode::BAD_REQUEST));
+        };
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    tracing::debug!(uri = %Redacted(target), dialect = negotiated.dialect.name(), "websocket upgrade");
+    *out = Some(negotiated);
+    Ok(response)
+}
+
+fn refusal(status: StatusCode) -> ErrorResponse {
+    let mut response = ErrorResponse::new(status.canonical_reason().map(str::to_owned));
+    *response.status_mut() = status;
+    response
+}
