@@ -1,0 +1,103 @@
+//! One room, three wires: a WebSocket peer, a TCP-line peer and a stdio-style line
+//! peer (in-process pipes) share announces, `/to`, pass-through frames and synthetic
+//! leaves, exactly as the protocol doc says for a single wire.
+
+mod common;
+
+use common::{Line, Setup, Ws, announce, leave};
+use switchyard::core::{Dialect, Open};
+use switchyard::transports::lines::{LineReader, LineWriter};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[tokio::test]
+async fn ws_tcp_and_stdio_peers_share_a_room_and_get_synthetic_leaves() {
+    let server = Setup::default().start().await;
+
+    let mut alice = Ws::connect(server.ws, "/").await;
+    alice.send(&announce("alice", "lobby")).await;
+    assert_eq!(
+        alice.expect_text("alice's roominfo").await,
+        r#"/roominfo|{"memberCount":1}"#
+    );
+
+    let mut bob = Line::connect(server.tcp).await;
+    bob.send(&announce("bob", "lobby")).await;
+    assert_eq!(
+        bob.expect_line("bob's roominfo").await,
+        r#"/roominfo|{"memberCount":2}"#
+    );
+    assert_eq!(
+        alice.expect_text("bob's announce").await,
+        announce("bob", "lobby")
+    );
+
+    // Carol is what `switchyard stdio` serves: lines on a pair of pipes.
+    let (carol_io, served_io) = tokio::io::duplex(64 * 1024);
+    let (served_read, served_write) = tokio::io::split(served_io);
+    let driver = server.driver.clone();
+    let carol_served = tokio::spawn(async move {
+        let reader = LineReader::new(served_read, driver.max_frame_bytes());
+        let writer = LineWriter::new(served_write, Dialect::Signaller);
+        driver
+            .serve(reader, writer, Open::new(Dialect::Signaller))
+            .await;
+    });
+    let (carol_read, mut carol_write) = tokio::io::split(carol_io);
+    let mut carol = BufReader::new(carol_read).lines();
+    let mut carol_line = async |what: &str| -> String {
+        tokio::time::timeout(common::WAIT, carol.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("read carol")
+            .unwrap_or_else(|| panic!("carol's pipe ended while waiting for {what}"))
+    };
+    carol_write
+        .write_all(format!("{}\n", announce("carol", "lobby")).as_bytes())
+        .await
+        .expect("carol writes");
+    assert_eq!(
+        carol_line("carol's roominfo").await,
+        r#"/roominfo|{"memberCount":3}"#
+    );
+    assert_eq!(
+        alice.expect_text("carol's announce").await,
+        announce("carol", "lobby")
+    );
+    assert_eq!(
+        bob.expect_line("carol's announce").await,
+        announce("carol", "lobby")
+    );
+
+    // `/to` reaches its target only; pass-through reaches everyone else.
+    alice.send(r#"/to|bob|/hello|alice|{"n":1}"#).await;
+    assert_eq!(
+        bob.expect_line("alice's /to").await,
+        r#"/to|bob|/hello|alice|{"n":1}"#
+    );
+    bob.send(r#"/chat|bob|{"text":"hi"}"#).await;
+    assert_eq!(
+        alice.expect_text("bob's chat").await,
+        r#"/chat|bob|{"text":"hi"}"#
+    );
+    assert_eq!(
+        carol_line("bob's chat (and not alice's /to)").await,
+        r#"/chat|bob|{"text":"hi"}"#
+    );
+
+    // Alice's socket vanishes without a close frame.
+    drop(alice.inner.into_inner());
+    assert_eq!(bob.expect_line("alice's leave").await, leave("alice"));
+    assert_eq!(carol_line("alice's leave").await, leave("alice"));
+
+    // Bob's TCP connection ends.
+    drop(bob);
+    assert_eq!(carol_line("bob's leave").await, leave("bob"));
+
+    // Carol's input ends: the pump reports the close and returns.
+    carol_write.shutdown().await.expect("close carol's input");
+    drop(carol_write);
+    tokio::time::timeout(common::WAIT, carol_served)
+        .await
+        .expect("carol's connection ends with its input")
+        .expect("serve task");
+}
