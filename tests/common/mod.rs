@@ -150,7 +150,9 @@ impl Ws {
     pub async fn expect_close(&mut self, what: &str) -> (u16, String) {
         loop {
             match self.next(what).await {
-                Message::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
+                Message::Close(Some(frame)) => {
+                    return (frame.code.into(), frame.reason.to_string());
+                }
                 Message::Text(_) => continue,
                 other => panic!("expected a close for {what}, got {other:?}"),
             }
