@@ -29,22 +29,12 @@ pub struct Server {
 }
 
 /// Everything a test may want to change.
+#[derive(Default)]
 pub struct Setup {
     pub hub: Config,
     pub driver: DriverConfig,
     pub ws: WsConfig,
     pub tcp: TcpConfig,
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Self {
-            hub: Config::default(),
-            driver: DriverConfig::default(),
-            ws: WsConfig::default(),
-            tcp: TcpConfig::default(),
-        }
-    }
 }
 
 impl Setup {
