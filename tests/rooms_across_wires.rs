@@ -101,3 +101,20 @@ async fn ws_tcp_and_stdio_peers_share_a_room_and_get_synthetic_leaves() {
         .expect("carol's connection ends with its input")
         .expect("serve task");
 }
+
+#[tokio::test]
+async fn the_driver_handle_runs_control_calls_on_the_hub() {
+    let server = Setup::default().start().await;
+    let mut a = Ws::connect(server.ws, "/").await;
+    a.send(&announce("a", "r")).await;
+    a.expect_text("a's roominfo").await;
+    let mut b = Line::connect(server.tcp).await;
+    b.send(&announce("b", "r")).await;
+    b.expect_line("b's roominfo").await;
+    let counts = server
+        .driver
+        .call(|hub, _now| (hub.connection_count(), hub.channel_count()))
+        .await
+        .expect("driver alive");
+    assert_eq!(counts, (2, 1), "two connections in one room");
+}

@@ -332,3 +332,28 @@ async fn connections_over_max_connections_are_closed_4010() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_upgrade_is_dropped_after_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut setup = Setup::default();
+    setup.ws.handshake_timeout = Duration::from_millis(200);
+    let server = setup.start().await;
+    let mut slowloris = tokio::net::TcpStream::connect(server.ws)
+        .await
+        .expect("connect");
+    slowloris
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+        .await
+        .expect("half a request");
+    let started = Instant::now();
+    let mut buf = [0_u8; 64];
+    let read = tokio::time::timeout(WAIT, slowloris.read(&mut buf))
+        .await
+        .expect("the server never dropped the half-open upgrade");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected the socket to be dropped, read {read:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}

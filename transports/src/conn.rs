@@ -108,7 +108,8 @@ impl DriverHandle {
 
 /// Closes a connection that found no slot under the connection cap.
 pub(crate) async fn reject_over_capacity<W: FrameWrite>(mut writer: W, budget: Duration) {
-    tracing::warn!("connection refused: max_connections reached");
+    // Debug, not warn: under a connection flood this line would be the flood.
+    tracing::debug!("connection refused: max_connections reached");
     let close = writer.close(CloseCode::OVER_CONCURRENT_LIMIT, "too many connections");
     let _ = tokio::time::timeout(budget, close).await;
 }

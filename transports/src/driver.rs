@@ -245,6 +245,8 @@ impl Driver {
                 // The reply goes out before the drain, so that a close ordered right at
                 // open (a bad token) finds the connection's pump already listening.
                 if reply.send(conn).is_err() {
+                    // The pump gave up waiting: forget the connection as if it closed.
+                    self.links.remove(&conn);
                     self.hub.handle(
                         now,
                         Input::Closed {
@@ -296,6 +298,7 @@ impl Driver {
             if blocked.is_empty() {
                 return;
             }
+            blocked.sort_unstable();
             blocked.dedup();
             for conn in blocked.drain(..) {
                 self.hub.handle(now, Input::Blocked { conn });

@@ -63,6 +63,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod conn;
 pub mod driver;
 pub mod lines;

@@ -2,7 +2,7 @@
 //! bridge from stdin/stdout to a running server's WebSocket.
 //!
 //! [`serve_stdio`] is the whole of a transport in a few lines; copy it to write your
-//! own: a [`FrameRead`](crate::FrameRead), a [`FrameWrite`](crate::FrameWrite), an
+//! own: a [`FrameRead`], a [`FrameWrite`](crate::FrameWrite), an
 //! [`Open`], and [`DriverHandle::serve`].
 
 use std::io;
