@@ -167,9 +167,8 @@ impl Admission {
     }
 }
 
-/// Reads and decodes until the peer goes. Returns how it went; never returns while the
-/// connection may still deliver frames (an over-long frame parks it until the hub's
-/// close ends the connection).
+/// Reads and decodes until the peer goes, and returns how it went. After an over-long
+/// frame it stops reading and waits for the hub's close to end the connection.
 async fn read_loop<R: FrameRead>(
     handle: &DriverHandle,
     conn: ConnId,
@@ -211,8 +210,10 @@ async fn read_loop<R: FrameRead>(
             return Closed::Hard;
         }
         if too_large {
-            // The wire is mid-frame and the hub is closing us: read no further.
-            std::future::pending::<()>().await;
+            // The wire is mid-frame and the hub is closing us: read no further. The
+            // hub's close normally ends the connection long before this sleep does.
+            tokio::time::sleep(handle.close_timeout()).await;
+            return Closed::Hard;
         }
     }
 }
