@@ -85,6 +85,7 @@ pub mod ids;
 pub mod pattern;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod token;
 pub mod wire;
 
 pub use codes::{CloseCode, ErrorCode};
