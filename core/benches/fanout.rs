@@ -15,7 +15,7 @@ use switchyard_core::{Command, Config, ConnId, Dialect, Hub, Input, Open, Output
 fn room(members: usize) -> (Hub, Vec<ConnId>, Instant) {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
-    let mut hub = Hub::new(Config::default(), now, 0);
+    let mut hub = Hub::new(Config::default(), now, 0).expect("default config");
     let mut conns = Vec::with_capacity(members);
     for i in 0..members {
         let conn = hub.open(now, Open::new(Dialect::Signaller));

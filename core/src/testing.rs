@@ -60,7 +60,7 @@ impl TestHub {
         #[allow(clippy::disallowed_methods)]
         let start = Instant::now();
         Self {
-            hub: Hub::new(config, start, TEST_UNIX_MS),
+            hub: Hub::new(config, start, TEST_UNIX_MS).expect("valid test config"),
             now: start,
             start,
             names: BTreeMap::new(),
