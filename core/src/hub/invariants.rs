@@ -87,6 +87,11 @@ impl Hub {
 
     /// True when the hub holds nothing: every connection, room and subscription is gone.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty() && self.channels.is_empty() && self.channel_ids.is_empty()
+        self.conns.is_empty()
+            && self.channels.is_empty()
+            && self.channel_ids.is_empty()
+            && self.peers.is_empty()
+            && self.patterns.is_empty()
+            && self.timers.is_empty()
     }
 }

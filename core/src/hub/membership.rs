@@ -15,6 +15,9 @@ use crate::wire::{Dialect, json, signaller};
 /// Presence metadata, shared by every frame that shows it.
 pub(super) type Metadata = Arc<Map<String, Value>>;
 
+/// One tick's presence changes in a channel: metadata for a join, `None` for a leave.
+pub(super) type Changes = BTreeMap<PeerId, Option<Metadata>>;
+
 impl Hub {
     /// Adds `conn` to `channel` as `peer`, or updates its metadata if already in.
     /// Returns true if the peer was not in the channel before.
@@ -225,12 +228,7 @@ impl Hub {
 
 /// A presence delta, leaving out `except` (the recipient's own peer). Empty bytes
 /// when nothing remains.
-fn delta_frame(
-    channel: &str,
-    changes: &BTreeMap<PeerId, Option<Metadata>>,
-    except: Option<&PeerId>,
-    count: usize,
-) -> Bytes {
+fn delta_frame(channel: &str, changes: &Changes, except: Option<&PeerId>, count: usize) -> Bytes {
     let mut joined = Vec::new();
     let mut left = Vec::new();
     for (peer, change) in changes {

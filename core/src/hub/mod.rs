@@ -240,7 +240,7 @@ pub struct Hub {
     /// Wildcard subscriptions per tenant. They get messages, never presence.
     patterns: BTreeMap<TenantId, BTreeMap<Pattern, BTreeMap<ConnId, SubOpts>>>,
     /// Presence deltas of this tick, per channel, flushed as one frame each.
-    pending_presence: BTreeMap<ChannelId, BTreeMap<PeerId, Option<Arc<Map<String, Value>>>>>,
+    pending_presence: BTreeMap<ChannelId, membership::Changes>,
     quotas: BTreeMap<TenantId, QuotaWindow>,
     timers: BTreeSet<(Instant, Timer)>,
     out: VecDeque<Output>,

@@ -176,11 +176,11 @@ fn decode_announce(text: &str, rest: Option<&str>, frame: &Bytes) -> Result<Comm
     }))
 }
 
-/// Parses an announce payload. Returns id, room, the payload without `token`, and
-/// the token if one was removed.
-fn parse_announce_payload(
-    payload: &str,
-) -> Result<(String, String, Map<String, Value>, Option<Secret>), DecodeError> {
+/// An announce payload, parsed: id, room, the rest (metadata) and the token.
+type AnnouncePayload = (String, String, Map<String, Value>, Option<Secret>);
+
+/// Parses an announce payload. The token, if any, is taken out of the metadata.
+fn parse_announce_payload(payload: &str) -> Result<AnnouncePayload, DecodeError> {
     let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(payload) else {
         return Err(DecodeError::malformed(
             "announce payload must be a JSON object",
