@@ -72,10 +72,7 @@ impl Hub {
     where
         F: FnMut(Dialect, bool) -> Option<Bytes>,
     {
-        let channel = self
-            .channel_ids
-            .get(&(tenant.clone(), name.into()))
-            .copied();
+        let channel = self.channel_id(tenant, name);
         let mut sent = channel.map_or(0, |ch| self.fan_out(ch, except, frames));
         let Some(by_pattern) = self.patterns.get(tenant) else {
             return sent;

@@ -234,7 +234,8 @@ pub struct Hub {
     publishable: BTreeMap<String, Arc<Grants>>,
     conns: BTreeMap<ConnId, Conn>,
     channels: BTreeMap<ChannelId, Channel>,
-    channel_ids: BTreeMap<(TenantId, Arc<str>), ChannelId>,
+    /// Channel ids by tenant and name (nested so lookups by `&str` allocate nothing).
+    channel_ids: BTreeMap<TenantId, BTreeMap<Arc<str>, ChannelId>>,
     /// Every live connection of each bound peer, for `send`.
     peers: BTreeMap<(TenantId, PeerId), BTreeSet<ConnId>>,
     /// Wildcard subscriptions per tenant. They get messages, never presence.
@@ -653,25 +654,33 @@ impl Hub {
         self.out.push_back(Output::Event(event));
     }
 
+    /// The id of channel `name` in `tenant`, if anyone is in it.
+    fn channel_id(&self, tenant: &TenantId, name: &str) -> Option<ChannelId> {
+        self.channel_ids.get(tenant)?.get(name).copied()
+    }
+
     /// The channel's id, creating it if needed.
     fn channel_entry(&mut self, tenant: &TenantId, name: &str) -> ChannelId {
-        let key = (tenant.clone(), Arc::<str>::from(name));
-        if let Some(id) = self.channel_ids.get(&key) {
-            return *id;
+        if let Some(id) = self.channel_id(tenant, name) {
+            return id;
         }
+        let name: Arc<str> = Arc::from(name);
         let id = ChannelId(self.next_channel);
         self.next_channel += 1;
         self.channels.insert(
             id,
             Channel {
                 tenant: tenant.clone(),
-                name: key.1.clone(),
+                name: Arc::clone(&name),
                 members: BTreeMap::new(),
                 peers: BTreeMap::new(),
                 over_cap: false,
             },
         );
-        self.channel_ids.insert(key, id);
+        self.channel_ids
+            .entry(tenant.clone())
+            .or_default()
+            .insert(name, id);
         id
     }
 
@@ -679,7 +688,12 @@ impl Hub {
     fn collect_channel(&mut self, id: ChannelId) {
         if self.channels.get(&id).is_some_and(|c| c.members.is_empty()) {
             let channel = self.channels.remove(&id).expect("checked above");
-            self.channel_ids.remove(&(channel.tenant, channel.name));
+            if let Some(by_name) = self.channel_ids.get_mut(&channel.tenant) {
+                by_name.remove(&channel.name);
+                if by_name.is_empty() {
+                    self.channel_ids.remove(&channel.tenant);
+                }
+            }
         }
     }
 }

@@ -54,12 +54,12 @@ pub(super) fn message_frames<'a>(
 ) -> impl FnMut(Dialect, bool) -> Option<Bytes> + 'a {
     let mut data: Option<Bytes> = None;
     move |dialect, with_meta| {
+        if let (Dialect::Signaller, Some(frame)) = (dialect, own_frame) {
+            return Some(frame.clone());
+        }
         let data = data.get_or_insert_with(|| payload.json());
         Some(match dialect {
-            Dialect::Signaller => match own_frame {
-                Some(frame) => frame.clone(),
-                None => signaller_message(None, from, data),
-            },
+            Dialect::Signaller => signaller_message(None, from, data),
             Dialect::Json => json::message(channel, from.as_str(), data, with_meta.then_some(meta)),
         })
     }
@@ -101,9 +101,8 @@ impl Hub {
         let already = if pattern.is_wildcard() {
             c.patterns.contains(&pattern)
         } else {
-            self.channel_ids
-                .get(&(c.tenant.clone(), s.channel.as_str().into()))
-                .is_some_and(|ch| c.subs.contains(ch))
+            self.channel_id(&c.tenant, &s.channel)
+                .is_some_and(|ch| c.subs.contains(&ch))
         };
         if !already && c.subs.len() + c.patterns.len() >= self.config.limits.max_channels_per_conn {
             return self.refuse_request(
@@ -179,10 +178,7 @@ impl Hub {
             }
         } else {
             let tenant = self.conns[&conn].tenant.clone();
-            let ch = self
-                .channel_ids
-                .get(&(tenant, u.channel.as_str().into()))
-                .copied();
+            let ch = self.channel_id(&tenant, &u.channel);
             if let Some(ch) = ch.filter(|ch| self.conns[&conn].subs.contains(ch)) {
                 self.conns.get_mut(&conn).expect("live").subs.remove(&ch);
                 self.depart(ch, conn, Departure::Unsubscribed);
