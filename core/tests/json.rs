@@ -691,3 +691,76 @@ fn everything_is_released_when_everyone_leaves() {
     t.graceful_close("b");
     assert!(t.hub.is_empty());
 }
+
+#[test]
+fn every_token_rejection_has_its_own_reason() {
+    use switchyard_core::testing::test_key;
+    use switchyard_core::token::{Algorithm, SigningKey, mint};
+    let claims = json!({"sub": "a", "exp": TEST_UNIX + 60, "aud": "other"});
+    let other_kid = SigningKey {
+        kid: "k2".into(),
+        ..test_key()
+    };
+    let hs512 = SigningKey {
+        algorithm: Algorithm::HS512,
+        ..test_key()
+    };
+    let mut config = keyed_config();
+    config.auth.keys[0].audience = Some("switchyard".into());
+    let cases = [
+        ("unknown_kid", mint(&other_kid, &claims).unwrap()),
+        ("wrong_algorithm", mint(&hs512, &claims).unwrap()),
+        ("wrong_audience", mint(&test_key(), &claims).unwrap()),
+        ("bad_signature", {
+            let forger = SigningKey {
+                secret: b"a-guess-at-the-secret-0123456789".to_vec(),
+                ..test_key()
+            };
+            mint(&forger, &claims).unwrap()
+        }),
+        ("malformed", "a.b".to_owned()),
+    ];
+    for (reason, token) in cases {
+        let mut t = TestHub::with_config(config.clone());
+        t.connect_token("x", Dialect::Json, &token);
+        assert_eq!(t.transcript(), ["x closed 4001 invalid token"], "{reason}");
+        let failed: Vec<_> = t
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::AuthFailed { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed, [reason]);
+    }
+    // The audience it expects is accepted.
+    let mut t = TestHub::with_config(config);
+    let good = mint(
+        &test_key(),
+        &json!({"sub": "a", "exp": TEST_UNIX + 60, "aud": ["x", "switchyard"]}),
+    )
+    .unwrap();
+    t.connect_token("ok", Dialect::Json, &good);
+    assert!(t.transcript()[0].starts_with(r#"ok <- {"type":"welcome""#));
+}
+
+#[test]
+fn two_live_keys_both_verify_for_rotation() {
+    use switchyard_core::testing::test_key;
+    use switchyard_core::token::{SigningKey, mint};
+    let new_key = SigningKey {
+        kid: "k2".into(),
+        secret: b"the-next-secret-after-rotation-42".to_vec(),
+        ..test_key()
+    };
+    let mut config = keyed_config();
+    config.auth.keys.push(new_key.clone());
+    let mut t = TestHub::with_config(config);
+    let claims = json!({"sub": "a", "exp": TEST_UNIX + 60});
+    t.connect_token("old", Dialect::Json, &mint(&test_key(), &claims).unwrap());
+    t.connect_token("new", Dialect::Json, &mint(&new_key, &claims).unwrap());
+    let out = t.transcript();
+    assert!(out[0].starts_with(r#"old <- {"type":"welcome""#), "{out:?}");
+    assert!(out[1].starts_with(r#"new <- {"type":"welcome""#), "{out:?}");
+}
