@@ -59,7 +59,7 @@ fn run_hub(rx: Receiver<ToHub>) {
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut hub = Hub::new(Config::default(), start, unix_ms);
+    let mut hub = Hub::new(Config::default(), start, unix_ms).expect("default config is valid");
     let mut writers: BTreeMap<ConnId, (SyncSender<Bytes>, TcpStream)> = BTreeMap::new();
     for msg in rx {
         let now = Instant::now();

@@ -113,12 +113,10 @@ async fn main() -> io::Result<()> {
     if Path::new(&path).exists() {
         std::fs::remove_file(&path)?; // a stale socket from an earlier run
     }
+    let driver =
+        driver::start(Config::default(), DriverConfig::default()).map_err(io::Error::other)?;
     let listener = UnixListener::bind(&path)?;
     eprintln!("unix_socket: rtc-signaller lines on {path}");
-    serve(
-        listener,
-        driver::start(Config::default(), DriverConfig::default()),
-    )
-    .await;
+    serve(listener, driver).await;
     Ok(())
 }

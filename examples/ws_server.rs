@@ -19,7 +19,7 @@ async fn main() -> std::io::Result<()> {
     // Hub policy (limits, tenants) is the core's; sizing (queues, caps) the driver's.
     let mut hub = Config::default();
     hub.limits.max_frame_bytes = 64 * 1024;
-    let driver = driver::start(hub, DriverConfig::default());
+    let driver = driver::start(hub, DriverConfig::default()).map_err(std::io::Error::other)?;
 
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("ws_server: listening on ws://{}/", listener.local_addr()?);

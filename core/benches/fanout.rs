@@ -1,25 +1,73 @@
-//! Fan-out cost in the core alone: room broadcast to 1, 100 and 10,000 members, and
-//! `/to` routing, reported per delivered message (criterion's elements/s throughput;
-//! ns per delivery is its inverse).
+//! Fan-out cost in the core alone, per delivered message: rtc-signaller rooms, JSON
+//! channels and mixed rooms of 1, 100 and 10,000 receivers, and `/to` routing.
+//! Criterion reports elements/s (one element = one delivery; ns per delivery is its
+//! inverse). Allocations per delivery are printed once per case from a counting
+//! allocator.
 //!
 //! `cargo bench -p switchyard-core --bench fanout`
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_core::{Command, Config, ConnId, Dialect, Hub, Input, Open, Output};
 
-/// A hub with `members` rtc-signaller peers announced into one room.
-fn room(members: usize) -> (Hub, Vec<ConnId>, Instant) {
+/// Counts allocations so the bench can report them per delivery.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Who is in the room besides the sender.
+#[derive(Clone, Copy)]
+enum Mix {
+    Signaller,
+    Json,
+    /// Alternating rtc-signaller and JSON receivers.
+    Mixed,
+}
+
+/// A hub with a sender (index 0) and `receivers` others in channel `bench`.
+fn room(sender: Dialect, receivers: usize, mix: Mix) -> (Hub, Vec<ConnId>, Instant) {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
-    let mut hub = Hub::new(Config::default(), now, 0);
-    let mut conns = Vec::with_capacity(members);
-    for i in 0..members {
-        let conn = hub.open(now, Open::new(Dialect::Signaller));
-        let frame = format!(r#"/announce|p{i}|{{"id":"p{i}","room":"bench"}}"#);
+    let mut config = Config::default();
+    config.limits.message_rate = 1_000_000;
+    config.limits.message_burst = 1_000_000;
+    let mut hub = Hub::new(config, now, 0).expect("valid config");
+    let mut conns = Vec::with_capacity(receivers + 1);
+    for i in 0..=receivers {
+        let dialect = match (i, mix) {
+            (0, _) => sender,
+            (_, Mix::Signaller) => Dialect::Signaller,
+            (_, Mix::Json) => Dialect::Json,
+            (i, Mix::Mixed) if i % 2 == 0 => Dialect::Json,
+            (_, Mix::Mixed) => Dialect::Signaller,
+        };
+        let conn = hub.open(now, Open::new(dialect));
+        let frame = match dialect {
+            Dialect::Signaller => format!(r#"/announce|p{i}|{{"id":"p{i}","room":"bench"}}"#),
+            _ => r#"{"type":"subscribe","channel":"bench"}"#.to_owned(),
+        };
         hub.handle_frame(now, conn, Bytes::from(frame));
         while hub.poll_output().is_some() {}
         conns.push(conn);
@@ -27,8 +75,8 @@ fn room(members: usize) -> (Hub, Vec<ConnId>, Instant) {
     (hub, conns, now)
 }
 
-fn decode(frame: &str) -> Command {
-    Dialect::Signaller
+fn decode(dialect: Dialect, frame: &str) -> Command {
+    dialect
         .decode(Bytes::copy_from_slice(frame.as_bytes()))
         .expect("valid frame")
 }
@@ -46,37 +94,80 @@ fn deliver(hub: &mut Hub, now: Instant, conn: ConnId, command: Command) -> usize
     sent
 }
 
-fn broadcast(c: &mut Criterion) {
-    let mut group = c.benchmark_group("signaller_room_broadcast");
-    let payload = format!(r#"/chat|p0|{{"text":"{}"}}"#, "x".repeat(80));
-    for members in [2usize, 101, 10_001] {
-        let (mut hub, conns, now) = room(members);
-        let command = decode(&payload);
-        let receivers = members - 1;
-        group.throughput(Throughput::Elements(receivers as u64));
-        group.bench_with_input(
+fn bench_case(c: &mut Criterion, group: &str, sender: Dialect, frame: &str, mix: Mix) {
+    let mut g = c.benchmark_group(group);
+    for receivers in [1usize, 100, 10_000] {
+        let (mut hub, conns, now) = room(sender, receivers, mix);
+        let command = decode(sender, frame);
+        // Allocations per delivery inside the hub, measured once outside criterion's
+        // loop (the command is cloned before counting starts).
+        let input = command.clone();
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let sent = deliver(&mut hub, now, conns[0], input);
+        let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let per_delivery = allocs as f64 / sent.max(1) as f64;
+        println!(
+            "{group}/{receivers}: {allocs} allocations for {sent} deliveries ({per_delivery:.3} per delivery)"
+        );
+        g.throughput(Throughput::Elements(receivers as u64));
+        let mut now = now;
+        g.bench_with_input(
             BenchmarkId::from_parameter(receivers),
             &receivers,
             |b, &n| {
                 b.iter(|| {
-                    let sent = deliver(&mut hub, now, conns[0], command.clone());
-                    assert_eq!(sent, n);
+                    // Time moves on so the sender's rate bucket refills.
+                    now += Duration::from_millis(1);
+                    assert_eq!(deliver(&mut hub, now, conns[0], command.clone()), n);
                 });
             },
         );
     }
-    group.finish();
+    g.finish();
+}
+
+fn broadcast(c: &mut Criterion) {
+    let text = "x".repeat(80);
+    let signal = format!(r#"/chat|p0|{{"text":"{text}"}}"#);
+    let publish = format!(r#"{{"type":"publish","channel":"bench","data":{{"text":"{text}"}}}}"#);
+    bench_case(
+        c,
+        "signaller_room_broadcast",
+        Dialect::Signaller,
+        &signal,
+        Mix::Signaller,
+    );
+    bench_case(
+        c,
+        "json_channel_publish",
+        Dialect::Json,
+        &publish,
+        Mix::Json,
+    );
+    bench_case(c, "mixed_room_publish", Dialect::Json, &publish, Mix::Mixed);
+    bench_case(
+        c,
+        "mixed_room_signal",
+        Dialect::Signaller,
+        &signal,
+        Mix::Mixed,
+    );
 }
 
 fn direct(c: &mut Criterion) {
     let mut group = c.benchmark_group("signaller_to");
-    let (mut hub, conns, now) = room(1_000);
+    let (mut hub, conns, now) = room(Dialect::Signaller, 999, Mix::Signaller);
     let command = decode(
+        Dialect::Signaller,
         r#"/to|p999|/candidate|p0|{"candidate":"candidate:1 1 udp 1 192.0.2.1 5000 typ host"}"#,
     );
     group.throughput(Throughput::Elements(1));
+    let mut now = now;
     group.bench_function("room_of_1000", |b| {
-        b.iter(|| assert_eq!(deliver(&mut hub, now, conns[0], command.clone()), 1));
+        b.iter(|| {
+            now += Duration::from_millis(1);
+            assert_eq!(deliver(&mut hub, now, conns[0], command.clone()), 1);
+        });
     });
     group.finish();
 }

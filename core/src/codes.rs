@@ -90,6 +90,8 @@ pub enum ErrorCode {
     ChannelLimitExceeded,
     /// The period's message quota is used up.
     OverMessageQuota,
+    /// Frames arrive faster than the connection's rate; this one was dropped.
+    OverMessageRate,
     /// The connection's permissions do not allow the action.
     ActionNotPermitted,
     /// No such peer is reachable.
@@ -118,6 +120,7 @@ impl ErrorCode {
             Self::ChannelReserved => "channel_reserved",
             Self::ChannelLimitExceeded => "channel_limit_exceeded",
             Self::OverMessageQuota => "over_message_quota",
+            Self::OverMessageRate => "over_message_rate",
             Self::ActionNotPermitted => "action_not_permitted",
             Self::PeerNotFound => "peer_not_found",
             Self::InvalidRequestId => "invalid_request_id",

@@ -1,11 +1,17 @@
 //! What the hub is told at construction: limits and policy, no IO.
 
+use std::time::Duration;
+
+use crate::token::{Permissions, SigningKey};
+
 /// Hub-wide policy. Build it with `Config::default()` and change the fields you need.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
     /// Per-connection and per-frame limits.
     pub limits: Limits,
+    /// Who may connect, and with what grants.
+    pub auth: AuthConfig,
     /// Channel prefixes no client may use (`channel_reserved`).
     pub reserved_prefixes: Vec<String>,
     /// The tenant of connections whose credentials name none.
@@ -18,6 +24,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
+            auth: AuthConfig::default(),
             reserved_prefixes: vec!["_system/".into(), "_internal/".into(), "_metered/".into()],
             default_tenant: "default".into(),
             id_seed: 0x5157_1C4A_11D5_EED5,
@@ -25,7 +32,7 @@ impl Default for Config {
     }
 }
 
-/// Limits, advertised to clients where they can use them (`welcome.maxMessageSize`).
+/// Limits, advertised to clients where they can use them (`welcome`).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Limits {
@@ -33,8 +40,20 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Longest peer id.
     pub max_peer_id_len: usize,
-    /// Longest channel (room) name.
+    /// Longest channel (room) name or pattern.
     pub max_channel_len: usize,
+    /// Subscriptions (exact and wildcard) one connection may hold.
+    pub max_channels_per_conn: usize,
+    /// Sustained frames per second per connection (token bucket refill).
+    pub message_rate: u32,
+    /// Frames a connection may send in a burst (token bucket size).
+    pub message_burst: u32,
+    /// Consecutive frames refused for rate before the connection is closed (4011).
+    pub rate_close_after: u32,
+    /// Messages (publish, send, room broadcast, `/to`) per tenant per period.
+    pub quota: Option<Quota>,
+    /// Peers in a channel above which presence deltas stop (see the protocol doc).
+    pub presence_cap: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +62,116 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             max_peer_id_len: 128,
             max_channel_len: 255,
+            max_channels_per_conn: 100,
+            message_rate: 50,
+            message_burst: 100,
+            rate_close_after: 20,
+            quota: None,
+            presence_cap: 1_000,
         }
     }
+}
+
+/// A message quota: at most `messages` per `period`, per tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Messages allowed per period.
+    pub messages: u64,
+    /// The period (windows are aligned to the hub's start).
+    pub period: Duration,
+}
+
+/// Authentication policy.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// Live signing keys, selected by `kid`; several at once for rotation.
+    pub keys: Vec<SigningKey>,
+    /// Clock leeway for `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Refuse tokens without `exp`.
+    pub require_exp: bool,
+    /// Publishable keys (`?key=`), each with fixed grants.
+    pub publishable_keys: Vec<PublishableKey>,
+    /// Grants for connections that offer no credentials; `None` requires them.
+    pub anonymous: Option<Grant>,
+    /// How long a connection without credentials has to authenticate in-band.
+    pub auth_timeout: Duration,
+}
+
+impl Default for AuthConfig {
+    /// Open by default (like rtc-switchboard): anonymous peers get every permission
+    /// on every channel. Servers exposed to others configure keys and set
+    /// `anonymous` to `None`.
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            leeway_secs: 5,
+            require_exp: true,
+            publishable_keys: Vec::new(),
+            anonymous: Some(Grant::everything()),
+            auth_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Fixed grants: for publishable keys and anonymous connections.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// Channel patterns.
+    pub channels: Vec<String>,
+    /// Permissions.
+    pub permissions: Permissions,
+    /// Tenant, or the default tenant.
+    pub tenant: Option<String>,
+}
+
+impl Grant {
+    /// Every channel (`**`), every permission, default tenant.
+    pub fn everything() -> Self {
+        Self {
+            channels: vec!["**".into()],
+            permissions: Permissions::ALL,
+            tenant: None,
+        }
+    }
+}
+
+/// A publishable key (`pk_…`): a public string that grants fixed, usually narrow,
+/// rights without a backend minting tokens.
+#[derive(Clone, PartialEq)]
+pub struct PublishableKey {
+    /// The key as clients send it.
+    pub key: String,
+    /// What it grants.
+    pub grant: Grant,
+}
+
+impl std::fmt::Debug for PublishableKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishableKey")
+            .field("key", &"<redacted>")
+            .field("grant", &self.grant)
+            .finish()
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The signing keys are unusable (duplicate or empty `kid`, empty secret).
+    #[error("signing keys: {0}")]
+    Keys(String),
+    /// A grant names an invalid channel pattern.
+    #[error("grant pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A limit is out of range.
+    #[error("limit {0} must be positive")]
+    Limit(&'static str),
 }

@@ -109,7 +109,6 @@ pub(crate) struct ChannelId(pub(crate) u64);
 /// Invents ids deterministically from a seed (splitmix64), so that two hubs fed the
 /// same inputs with the same seed produce the same bytes.
 #[derive(Clone, Debug)]
-#[allow(dead_code)] // used once server-invented peer ids land
 pub(crate) struct IdGen {
     state: u64,
 }
@@ -128,8 +127,21 @@ impl IdGen {
         z ^ (z >> 31)
     }
 
-    /// A fresh id with a prefix, e.g. `anon-1f3a…`.
+    /// A fresh id with a prefix, e.g. `msg-1f3a…`.
     pub(crate) fn next_id(&mut self, prefix: &str) -> String {
         format!("{prefix}{:016x}", self.next_u64())
+    }
+
+    /// A fresh UUID-shaped id (version 4 layout), for server-assigned peer ids.
+    pub(crate) fn next_uuid(&mut self) -> String {
+        let (a, b) = (self.next_u64(), self.next_u64());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0x0fff,
+            ((b >> 48) & 0x3fff) | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
     }
 }

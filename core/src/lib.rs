@@ -11,7 +11,7 @@
 //! use switchyard_core::{Closed, Config, Dialect, Hub, Input, Open, Output};
 //!
 //! let start = Instant::now(); // the driver's clock, not the hub's
-//! let mut hub = Hub::new(Config::default(), start, 1_700_000_000_000);
+//! let mut hub = Hub::new(Config::default(), start, 1_700_000_000_000).expect("valid config");
 //!
 //! // 1. A transport accepts a connection and tells the hub.
 //! let alice = hub.open(start, Open::new(Dialect::Signaller));
@@ -85,6 +85,7 @@ pub mod ids;
 pub mod pattern;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod token;
 pub mod wire;
 
 pub use codes::{CloseCode, ErrorCode};

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{Closed, Config, ConnId, Dialect, Event, Hub, Input, Open, Output};
+use crate::token::{Algorithm, SigningKey, mint};
+use crate::{Closed, Config, ConnId, Credentials, Dialect, Event, Hub, Input, Open, Output};
 
 /// A hub with named connections, a virtual clock and recorded outputs. It checks the
 /// hub's invariants after every step.
@@ -42,6 +43,44 @@ pub struct TestHub {
 /// Unix milliseconds the test hub's wall clock starts at (2023-11-14T22:13:20Z).
 pub const TEST_UNIX_MS: u64 = 1_700_000_000_000;
 
+/// Unix seconds at the test hub's start.
+pub const TEST_UNIX: u64 = TEST_UNIX_MS / 1000;
+
+/// The signing key of [`keyed_config`].
+pub fn test_key() -> SigningKey {
+    SigningKey {
+        kid: "k1".into(),
+        secret: b"switchyard-test-secret-0123456789".to_vec(),
+        algorithm: Algorithm::HS256,
+        audience: None,
+        tenant: None,
+    }
+}
+
+/// A config that requires credentials: one HS256 key (`k1`), no anonymous access.
+pub fn keyed_config() -> Config {
+    let mut config = Config::default();
+    config.auth.keys = vec![test_key()];
+    config.auth.anonymous = None;
+    config
+}
+
+/// A token signed with [`test_key`] for `sub`, on `channels`, with every permission,
+/// expiring an hour after the test clock starts.
+pub fn token_for(sub: &str, channels: &[&str]) -> String {
+    token_with(serde_json::json!({
+        "sub": sub,
+        "channels": channels,
+        "permissions": ["publish", "subscribe", "presence", "send"],
+        "exp": TEST_UNIX + 3600,
+    }))
+}
+
+/// A token signed with [`test_key`] carrying exactly `claims`.
+pub fn token_with(claims: serde_json::Value) -> String {
+    mint(&test_key(), &claims).expect("test key signs")
+}
+
 impl Default for TestHub {
     fn default() -> Self {
         Self::new()
@@ -60,7 +99,7 @@ impl TestHub {
         #[allow(clippy::disallowed_methods)]
         let start = Instant::now();
         Self {
-            hub: Hub::new(config, start, TEST_UNIX_MS),
+            hub: Hub::new(config, start, TEST_UNIX_MS).expect("valid test config"),
             now: start,
             start,
             names: BTreeMap::new(),
@@ -83,6 +122,18 @@ impl TestHub {
         self.by_conn.insert(conn, name.to_owned());
         self.drain();
         conn
+    }
+
+    /// Opens a connection called `name` that offers `token` at connect.
+    pub fn connect_token(&mut self, name: &str, dialect: Dialect, token: &str) -> ConnId {
+        self.connect_with(
+            name,
+            Open {
+                dialect,
+                credentials: Credentials::Token(token.to_owned()),
+                remote: None,
+            },
+        )
     }
 
     /// The connection called `name`.

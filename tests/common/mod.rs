@@ -39,7 +39,7 @@ pub struct Setup {
 
 impl Setup {
     pub async fn start(self) -> Server {
-        let driver = driver::start(self.hub, self.driver);
+        let driver = driver::start(self.hub, self.driver).expect("hub config");
         let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind ws");

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use switchyard_core::config::ConfigError;
 use switchyard_core::{CloseCode, Config, ConnId, Event, Hub, Input, Open, Output};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -128,28 +129,34 @@ pub struct Admission {
 /// `hub_config`. The task ends once every [`DriverHandle`] (and so every connection)
 /// is gone.
 ///
+/// # Errors
+///
+/// The hub refuses `hub_config` (unusable keys, limits out of range).
+///
 /// # Panics
 ///
 /// Outside a tokio runtime.
-pub fn start(hub_config: Config, config: DriverConfig) -> DriverHandle {
+pub fn start(hub_config: Config, config: DriverConfig) -> Result<DriverHandle, ConfigError> {
     let now = Instant::now();
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let max_frame_bytes = hub_config.limits.max_frame_bytes;
+    let hub = Hub::new(hub_config, now, unix_ms)?;
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(config.max_connections)),
-        max_frame_bytes: hub_config.limits.max_frame_bytes,
+        max_frame_bytes,
         outbound_queue: config.outbound_queue.max(1),
         close_timeout: config.close_timeout,
     });
     let (inbox, rx) = mpsc::channel(config.inbox.max(1));
     let driver = Driver {
-        hub: Hub::new(hub_config, now, unix_ms),
+        hub,
         links: BTreeMap::new(),
         batch: config.batch.max(1),
     };
     tokio::spawn(driver.run(rx));
-    DriverHandle { inbox, shared }
+    Ok(DriverHandle { inbox, shared })
 }
 
 impl DriverHandle {

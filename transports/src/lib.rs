@@ -53,7 +53,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let driver = driver::start(Config::default(), DriverConfig::default());
+//! let driver = driver::start(Config::default(), DriverConfig::default()).expect("default config");
 //! let (to_hub, from_client) = mpsc::channel(16);
 //! let (to_client, _from_hub) = mpsc::channel(16);
 //! # drop(to_hub);

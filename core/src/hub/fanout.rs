@@ -1,44 +1,48 @@
-//! Fan-out: encode once per dialect, share the bytes among all recipients.
+//! Fan-out: encode once per (dialect, flavour), share the bytes among all recipients.
 
 use bytes::Bytes;
 
 use super::{Hub, Output};
-use crate::ids::{ChannelId, ConnId};
+use crate::ids::{ChannelId, ConnId, TenantId};
 use crate::wire::Dialect;
 
-/// One lazily encoded frame per dialect. `None` inside means "nothing for that
-/// dialect" (a frame only some dialects carry).
-pub(super) struct PerDialect<F> {
-    frames: [Option<Option<Bytes>>; Dialect::ALL.len()],
+const SLOTS: usize = 2 * Dialect::ALL.len();
+
+/// One lazily encoded frame per dialect and flavour (with or without the sender's
+/// metadata). `None` inside means "nothing for that flavour".
+pub(super) struct Frames<F> {
+    slots: [Option<Option<Bytes>>; SLOTS],
     encode: F,
 }
 
-impl<F: FnMut(Dialect) -> Option<Bytes>> PerDialect<F> {
+impl<F: FnMut(Dialect, bool) -> Option<Bytes>> Frames<F> {
     pub(super) fn new(encode: F) -> Self {
         Self {
-            frames: Default::default(),
+            slots: Default::default(),
             encode,
         }
     }
 
-    /// The frame for `dialect`, encoding it on first use only.
-    pub(super) fn get(&mut self, dialect: Dialect) -> Option<Bytes> {
-        let slot = &mut self.frames[dialect.index()];
-        slot.get_or_insert_with(|| (self.encode)(dialect)).clone()
+    /// The frame for `dialect` (`with_meta`: the sender's metadata included),
+    /// encoding it on first use only.
+    pub(super) fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<Bytes> {
+        let slot = &mut self.slots[dialect.index() * 2 + usize::from(with_meta)];
+        slot.get_or_insert_with(|| (self.encode)(dialect, with_meta))
+            .clone()
     }
 }
 
 impl Hub {
-    /// Sends to every member connection of `channel` except `except`, encoding the
-    /// frame once per dialect present. Returns how many sends were queued.
+    /// Sends to every member connection of `channel` except `except`. Returns how
+    /// many sends were queued.
     pub(super) fn fan_out<F>(
         &mut self,
         channel: ChannelId,
         except: Option<ConnId>,
-        frames: &mut PerDialect<F>,
+        frames: &mut Frames<F>,
     ) -> usize
     where
-        F: FnMut(Dialect) -> Option<Bytes>,
+        F: FnMut(Dialect, bool) -> Option<Bytes>,
     {
         let Some(ch) = self.channels.get(&channel) else {
             return 0;
@@ -48,10 +52,54 @@ impl Hub {
             if Some(conn) == except {
                 continue;
             }
-            if let Some(frame) = frames.get(member.dialect) {
+            if let Some(frame) = frames.get(member.dialect, member.include_meta) {
                 self.out.push_back(Output::Send { conn, frame });
             }
         }
         self.out.len() - before
+    }
+
+    /// Delivers a message published to `name` in `tenant`: to the channel's members
+    /// and to every wildcard subscription that matches it, once per connection,
+    /// never to `except`. Returns how many sends were queued.
+    pub(super) fn deliver<F>(
+        &mut self,
+        tenant: &TenantId,
+        name: &str,
+        except: Option<ConnId>,
+        frames: &mut Frames<F>,
+    ) -> usize
+    where
+        F: FnMut(Dialect, bool) -> Option<Bytes>,
+    {
+        let channel = self.channel_id(tenant, name);
+        let mut sent = channel.map_or(0, |ch| self.fan_out(ch, except, frames));
+        let Some(by_pattern) = self.patterns.get(tenant) else {
+            return sent;
+        };
+        let members = channel
+            .and_then(|ch| self.channels.get(&ch))
+            .map(|c| &c.members);
+        // A connection with several matching patterns still gets one copy.
+        let mut recipients: std::collections::BTreeMap<ConnId, bool> = Default::default();
+        for (pattern, subs) in by_pattern {
+            if !pattern.matches(name) {
+                continue;
+            }
+            for (&conn, opts) in subs {
+                if Some(conn) == except || members.is_some_and(|m| m.contains_key(&conn)) {
+                    continue;
+                }
+                *recipients.entry(conn).or_default() |= opts.include_meta;
+            }
+        }
+        for (conn, with_meta) in recipients {
+            let dialect = self.conns[&conn].dialect;
+            if let Some(frame) = frames.get(dialect, with_meta) {
+                self.out.push_back(Output::Send { conn, frame });
+                sent += 1;
+            }
+        }
+        sent
     }
 }

@@ -3,20 +3,29 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::codes::{CloseCode, ErrorCode};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::ids::{ChannelId, ConnId, IdGen, PeerId, TenantId};
-use crate::wire::{Command, DecodeError, Dialect, signaller};
+use crate::pattern::Pattern;
+use crate::token::Verifier;
+use crate::wire::{Command, DecodeError, Dialect, RequestId, json, signaller};
 
+mod auth;
 mod fanout;
 #[cfg(any(test, feature = "testing"))]
 mod invariants;
+mod limits;
+mod membership;
+mod pubsub;
 mod rooms;
+
+use auth::{AuthState, Grants};
+use limits::{QuotaWindow, RateBucket};
 
 /// What a transport knows when a connection opens.
 #[derive(Clone, Debug)]
@@ -50,6 +59,17 @@ pub enum Credentials {
     Token(String),
     /// A publishable key (`?key=`).
     Key(String),
+}
+
+impl std::fmt::Display for Credentials {
+    /// Names the kind only: credentials never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Token(_) => "token",
+            Self::Key(_) => "key",
+        })
+    }
 }
 
 /// Something that happened on a connection, reported by its transport.
@@ -147,6 +167,36 @@ pub enum Event {
         /// True when the server made the leave (no `/leave` came from the peer).
         synthetic: bool,
     },
+    /// A connection proved who it is (token, key or anonymous grant).
+    Authenticated {
+        /// The connection.
+        conn: ConnId,
+        /// Its peer id (unbound rtc-signaller connections report it on announce).
+        peer: Option<PeerId>,
+        /// Its tenant.
+        tenant: TenantId,
+    },
+    /// Credentials were refused; the connection is being closed.
+    AuthFailed {
+        /// The connection.
+        conn: ConnId,
+        /// A stable label (`expired`, `bad_signature`, `unknown_kid`, …).
+        reason: &'static str,
+    },
+    /// A connection subscribed to a channel or pattern.
+    Subscribed {
+        /// The connection.
+        conn: ConnId,
+        /// The channel or pattern.
+        channel: String,
+    },
+    /// A message was routed: a publish, a room broadcast, a direct message.
+    Routed {
+        /// The sender.
+        conn: ConnId,
+        /// How many frames were queued for recipients.
+        deliveries: usize,
+    },
     /// A frame was refused; the peer got an error frame.
     Refused {
         /// The connection.
@@ -174,14 +224,42 @@ pub struct Hub {
     epoch: (Instant, u64),
     /// The latest `now` any call brought.
     now: Instant,
-    #[allow(dead_code)]
     ids: IdGen,
     next_conn: u64,
     next_channel: u64,
+    /// `None` when no signing keys are configured: every token is refused.
+    verifier: Option<Verifier>,
+    /// Grants of anonymous connections and publishable keys, parsed once.
+    anonymous: Option<Arc<Grants>>,
+    publishable: BTreeMap<String, Arc<Grants>>,
     conns: BTreeMap<ConnId, Conn>,
     channels: BTreeMap<ChannelId, Channel>,
-    channel_ids: BTreeMap<(TenantId, Arc<str>), ChannelId>,
+    /// Channel ids by tenant and name (nested so lookups by `&str` allocate nothing).
+    channel_ids: BTreeMap<TenantId, BTreeMap<Arc<str>, ChannelId>>,
+    /// Every live connection of each bound peer, for `send`.
+    peers: BTreeMap<(TenantId, PeerId), BTreeSet<ConnId>>,
+    /// Wildcard subscriptions per tenant. They get messages, never presence.
+    patterns: BTreeMap<TenantId, BTreeMap<Pattern, BTreeMap<ConnId, SubOpts>>>,
+    /// Presence deltas of this tick, per channel, flushed as one frame each.
+    pending_presence: BTreeMap<ChannelId, membership::Changes>,
+    quotas: BTreeMap<TenantId, QuotaWindow>,
+    timers: BTreeSet<(Instant, Timer)>,
     out: VecDeque<Output>,
+}
+
+/// What a timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// The connection must authenticate in-band by then.
+    AuthDeadline(ConnId),
+    /// The connection's token expires then.
+    TokenExpiry(ConnId),
+}
+
+/// Per-subscription options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SubOpts {
+    include_meta: bool,
 }
 
 #[derive(Debug)]
@@ -190,8 +268,16 @@ struct Conn {
     tenant: TenantId,
     /// Bound by the first announce, or by the token's `sub`.
     peer: Option<PeerId>,
+    auth: AuthState,
     /// The rtc-signaller room (at most one).
     room: Option<ChannelId>,
+    /// Exact subscriptions (JSON dialect).
+    subs: BTreeSet<ChannelId>,
+    /// Wildcard subscriptions (JSON dialect).
+    patterns: BTreeSet<Pattern>,
+    rate: RateBucket,
+    /// Armed timers, so they can be disarmed when the connection goes.
+    timers: Vec<(Instant, Timer)>,
 }
 
 #[derive(Debug)]
@@ -202,12 +288,18 @@ struct Channel {
     members: BTreeMap<ConnId, Member>,
     /// Presence, per peer id: a peer is present while any of its connections is.
     peers: BTreeMap<PeerId, Presence>,
+    /// Presence deltas are suspended: more peers than the presence cap.
+    over_cap: bool,
 }
 
 #[derive(Debug)]
 struct Member {
     peer: PeerId,
     dialect: Dialect,
+    /// Messages to this member carry `fromMetadata`.
+    include_meta: bool,
+    /// This member receives presence frames (JSON, with the `presence` permission).
+    presence: bool,
 }
 
 #[derive(Debug)]
@@ -222,25 +314,63 @@ struct Presence {
 enum Departure {
     /// The peer sent `/leave`: forward its own frame.
     Leave(Bytes),
+    /// The peer unsubscribed.
+    Unsubscribed,
     /// The server notices the peer is gone (close, move to another room).
     Synthetic,
 }
 
 impl Hub {
     /// Creates a hub. `now` and `unix_ms` anchor its clocks; nothing else reads time.
-    pub fn new(config: Config, now: Instant, unix_ms: u64) -> Self {
-        Self {
+    /// Fails only on a configuration that cannot work (bad keys or grant patterns).
+    pub fn new(config: Config, now: Instant, unix_ms: u64) -> Result<Self, ConfigError> {
+        let l = &config.limits;
+        if l.message_rate == 0 || l.message_burst == 0 {
+            return Err(ConfigError::Limit("message_rate and message_burst"));
+        }
+        if l.max_frame_bytes == 0 || l.max_channels_per_conn == 0 {
+            return Err(ConfigError::Limit(
+                "max_frame_bytes and max_channels_per_conn",
+            ));
+        }
+        let verifier = auth::verifier(&config)?;
+        let anonymous = config
+            .auth
+            .anonymous
+            .as_ref()
+            .map(|g| Grants::from_grant(g, &config).map(Arc::new))
+            .transpose()?;
+        let publishable = config
+            .auth
+            .publishable_keys
+            .iter()
+            .map(|k| {
+                Ok((
+                    k.key.clone(),
+                    Arc::new(Grants::from_grant(&k.grant, &config)?),
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self {
             ids: IdGen::new(config.id_seed),
             config,
             epoch: (now, unix_ms),
             now,
             next_conn: 1,
             next_channel: 1,
+            verifier,
+            anonymous,
+            publishable,
             conns: BTreeMap::new(),
             channels: BTreeMap::new(),
             channel_ids: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            patterns: BTreeMap::new(),
+            pending_presence: BTreeMap::new(),
+            quotas: BTreeMap::new(),
+            timers: BTreeSet::new(),
             out: VecDeque::new(),
-        }
+        })
     }
 
     /// The hub's configuration.
@@ -265,7 +395,10 @@ impl Hub {
         unix + u64::try_from(delta.as_millis()).unwrap_or(u64::MAX - unix)
     }
 
-    /// Registers a new connection and returns its id.
+    /// Registers a new connection and returns its id. Credentials offered at connect
+    /// are checked now: a bad token closes the connection (4001, or 4002 if
+    /// expired) before any `welcome`; none at all waits for in-band auth unless
+    /// anonymous connections are allowed.
     pub fn open(&mut self, now: Instant, open: Open) -> ConnId {
         self.tick(now);
         let conn = ConnId(self.next_conn);
@@ -276,32 +409,61 @@ impl Hub {
                 dialect: open.dialect,
                 tenant: TenantId::new(&self.config.default_tenant),
                 peer: None,
+                auth: AuthState::Pending,
                 room: None,
+                subs: BTreeSet::new(),
+                patterns: BTreeSet::new(),
+                rate: RateBucket::new(&self.config.limits, now),
+                timers: Vec::new(),
             },
         );
         self.event(Event::Opened {
             conn,
             dialect: open.dialect,
         });
+        self.on_open_credentials(conn, open.credentials);
+        self.finish_tick();
         conn
     }
 
     /// Feeds one input. Inputs for connections the hub no longer knows are ignored.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.tick(now);
+        self.dispatch(input);
+        self.finish_tick();
+    }
+
+    fn dispatch(&mut self, input: Input) {
         match input {
             Input::Command { conn, command } => {
-                if !self.conns.contains_key(&conn) {
+                if !self.conns.contains_key(&conn) || !self.admit(conn, request_id(&command)) {
                     return;
+                }
+                if !self.is_authenticated(conn) {
+                    return self.on_unauthenticated(conn, command);
                 }
                 match command {
                     Command::Announce(a) => self.on_announce(conn, a),
                     Command::Leave(l) => self.on_leave(conn, l),
                     Command::To(t) => self.on_to(conn, t),
                     Command::Signal(s) => self.on_signal(conn, s),
+                    Command::Subscribe(s) => self.on_subscribe(conn, s),
+                    Command::Unsubscribe(u) => self.on_unsubscribe(conn, u),
+                    Command::Publish(p) => self.on_publish(conn, p),
+                    Command::Send(s) => self.on_send(conn, s),
+                    Command::Auth(a) => self.refuse_request(
+                        conn,
+                        ErrorCode::AlreadyAuthenticated,
+                        "this connection is already authenticated",
+                        a.request_id.as_ref(),
+                    ),
                 }
             }
-            Input::Malformed { conn, error } => self.on_malformed(conn, &error),
+            Input::Malformed { conn, error } => {
+                if self.conns.contains_key(&conn) && self.admit(conn, None) {
+                    self.on_malformed(conn, &error);
+                }
+            }
             Input::Closed { conn, how: _ } => {
                 if self.forget(conn) {
                     self.event(Event::Closed { conn, code: None });
@@ -326,10 +488,27 @@ impl Hub {
         self.handle(now, input);
     }
 
-    /// Lets time pass. Nothing in the core is time-driven yet beyond what the
-    /// driver reports, so this only keeps the contract for future timers.
+    /// Lets time pass: fires every timer due at or before `now` (auth deadlines,
+    /// token expiry).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::AuthDeadline(conn) => self.close(
+                    conn,
+                    CloseCode::INVALID_TOKEN,
+                    "no credentials within the auth timeout",
+                ),
+                Timer::TokenExpiry(conn) => {
+                    self.close(conn, CloseCode::TOKEN_EXPIRED, "token expired");
+                }
+            }
+        }
+        self.finish_tick();
     }
 
     /// The next output, if any. Drain until `None` after every input.
@@ -345,7 +524,7 @@ impl Hub {
         if !self.out.is_empty() {
             return Some(self.now);
         }
-        None
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// Closes `conn` with `code`: it leaves every room (synthetic leave) and the
@@ -368,38 +547,103 @@ impl Hub {
         }
     }
 
+    /// Work that closes every tick: presence deltas go out as one frame per channel.
+    fn finish_tick(&mut self) {
+        self.flush_presence();
+    }
+
     fn on_malformed(&mut self, conn: ConnId, error: &DecodeError) {
         match error {
             DecodeError::TooLarge { .. } => {
                 self.close(conn, CloseCode::MESSAGE_TOO_BIG, "frame too large");
             }
+            DecodeError::Malformed { request_id, .. } => self.refuse_request(
+                conn,
+                ErrorCode::InvalidMessage,
+                &error.to_string(),
+                request_id.as_ref(),
+            ),
             _ => self.refuse(conn, ErrorCode::InvalidMessage, &error.to_string()),
         }
     }
 
-    /// Removes a connection from every channel, with synthetic leaves. Returns false
-    /// if the hub did not know it.
+    /// Removes a connection from every channel, with synthetic leaves, and disarms
+    /// its timers. Returns false if the hub did not know it.
     fn forget(&mut self, conn: ConnId) -> bool {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        if let Some(room) = c.room {
+        let room = c.room;
+        let subs = std::mem::take(&mut c.subs);
+        let patterns = std::mem::take(&mut c.patterns);
+        let timers = std::mem::take(&mut c.timers);
+        if let Some(room) = room {
             self.depart(room, conn, Departure::Synthetic);
         }
-        self.conns.remove(&conn);
+        for ch in subs {
+            self.depart(ch, conn, Departure::Synthetic);
+        }
+        for pattern in patterns {
+            self.remove_pattern_sub(conn, &pattern);
+        }
+        for timer in timers {
+            self.timers.remove(&timer);
+        }
+        let c = self.conns.remove(&conn).expect("checked above");
+        if let Some(peer) = c.peer {
+            let key = (c.tenant, peer);
+            if let Some(set) = self.peers.get_mut(&key) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.peers.remove(&key);
+                }
+            }
+        }
         true
+    }
+
+    /// Arms a timer for a connection.
+    fn arm(&mut self, conn: ConnId, at: Instant, timer: Timer) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.timers.push((at, timer));
+            self.timers.insert((at, timer));
+        }
     }
 
     /// Sends an error frame in the connection's dialect.
     fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: &str) {
+        self.refuse_request(conn, code, message, None);
+    }
+
+    /// Sends an error frame answering `request_id`.
+    fn refuse_request(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: &str,
+        request_id: Option<&RequestId>,
+    ) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
         let frame = match c.dialect {
             Dialect::Signaller => signaller::error(code.as_str(), message),
+            Dialect::Json => json::error(code.as_str(), message, request_id),
         };
         self.send(conn, frame);
         self.event(Event::Refused { conn, code });
+    }
+
+    /// Answers a request that succeeded (JSON dialect; others have no acks).
+    fn ack(&mut self, conn: ConnId, request_id: Option<&RequestId>) {
+        let Some(id) = request_id else { return };
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.dialect == Dialect::Json)
+        {
+            self.send(conn, json::ack(id));
+        }
     }
 
     fn send(&mut self, conn: ConnId, frame: Bytes) {
@@ -410,24 +654,33 @@ impl Hub {
         self.out.push_back(Output::Event(event));
     }
 
+    /// The id of channel `name` in `tenant`, if anyone is in it.
+    fn channel_id(&self, tenant: &TenantId, name: &str) -> Option<ChannelId> {
+        self.channel_ids.get(tenant)?.get(name).copied()
+    }
+
     /// The channel's id, creating it if needed.
     fn channel_entry(&mut self, tenant: &TenantId, name: &str) -> ChannelId {
-        let key = (tenant.clone(), Arc::<str>::from(name));
-        if let Some(id) = self.channel_ids.get(&key) {
-            return *id;
+        if let Some(id) = self.channel_id(tenant, name) {
+            return id;
         }
+        let name: Arc<str> = Arc::from(name);
         let id = ChannelId(self.next_channel);
         self.next_channel += 1;
         self.channels.insert(
             id,
             Channel {
                 tenant: tenant.clone(),
-                name: key.1.clone(),
+                name: Arc::clone(&name),
                 members: BTreeMap::new(),
                 peers: BTreeMap::new(),
+                over_cap: false,
             },
         );
-        self.channel_ids.insert(key, id);
+        self.channel_ids
+            .entry(tenant.clone())
+            .or_default()
+            .insert(name, id);
         id
     }
 
@@ -435,9 +688,32 @@ impl Hub {
     fn collect_channel(&mut self, id: ChannelId) {
         if self.channels.get(&id).is_some_and(|c| c.members.is_empty()) {
             let channel = self.channels.remove(&id).expect("checked above");
-            self.channel_ids.remove(&(channel.tenant, channel.name));
+            if let Some(by_name) = self.channel_ids.get_mut(&channel.tenant) {
+                by_name.remove(&channel.name);
+                if by_name.is_empty() {
+                    self.channel_ids.remove(&channel.tenant);
+                }
+            }
         }
     }
+}
+
+/// The request id a command carries, if any (for refusals before it is routed).
+fn request_id(command: &Command) -> Option<RequestId> {
+    match command {
+        Command::Subscribe(c) => c.request_id.clone(),
+        Command::Unsubscribe(c) => c.request_id.clone(),
+        Command::Publish(c) => c.request_id.clone(),
+        Command::Send(c) => c.request_id.clone(),
+        Command::Auth(c) => c.request_id.clone(),
+        _ => None,
+    }
+}
+
+/// `at` plus the time until `unix_secs` on the hub's wall clock (now if past).
+fn instant_at_unix(now: Instant, now_unix_ms: u64, unix_secs: u64) -> Instant {
+    let target_ms = unix_secs.saturating_mul(1000);
+    now + Duration::from_millis(target_ms.saturating_sub(now_unix_ms))
 }
 
 /// Decodes with a size check first (counted on the whole frame).

@@ -1,18 +1,19 @@
 //! rtc-signaller rooms: announce, leave, `/to` and pass-through commands.
 //!
 //! A room is a channel. What is specific to this dialect: a connection is in at most
-//! one room, its peer id is bound by its first announce, every frame's sender id is
-//! checked against that binding, and a departure without `/leave` is announced to the
-//! room by a server-made `/leave`.
+//! one room, its peer id is bound by its first announce (or by its token), every
+//! frame's sender id is checked against that binding, and a departure without
+//! `/leave` is announced to the room by a server-made `/leave`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::fanout::PerDialect;
-use super::{Departure, Event, Hub, Member, Presence};
+use super::fanout::Frames;
+use super::pubsub::{Payload, direct_frame, message_frames};
+use super::{Departure, Event, Hub};
 use crate::codes::ErrorCode;
 use crate::ids::{ChannelId, ConnId, PeerId, validate_peer_id};
 use crate::pattern::validate_channel;
+use crate::token::Permissions;
 use crate::wire::{Announce, Dialect, Leave, Signal, To, signaller};
 
 impl Hub {
@@ -25,15 +26,16 @@ impl Hub {
                 "the sender id must equal the announced id",
             );
         }
-        let peer = match &c.peer {
-            Some(bound) if bound.as_str() != a.id => {
+        let bound = c.peer.clone();
+        let peer = match bound {
+            Some(ref b) if b.as_str() != a.id => {
                 return self.refuse(
                     conn,
                     ErrorCode::SenderMismatch,
                     "this connection is bound to another peer id",
                 );
             }
-            Some(bound) => bound.clone(),
+            Some(b) => b,
             None => {
                 if validate_peer_id(&a.id, self.config.limits.max_peer_id_len).is_err() {
                     return self.refuse(conn, ErrorCode::InvalidPeerId, "invalid peer id");
@@ -47,23 +49,39 @@ impl Hub {
         if self.is_reserved(&a.room) {
             return self.refuse(conn, ErrorCode::ChannelReserved, "reserved channel prefix");
         }
-        let tenant = c.tenant.clone();
-        let previous_room = c.room;
-        self.conns.get_mut(&conn).expect("live conn").peer = Some(peer.clone());
-
+        let grants = self.grants(conn);
+        if !grants.permissions.contains(Permissions::SUBSCRIBE) {
+            return self.refuse(
+                conn,
+                ErrorCode::ActionNotPermitted,
+                "announce needs the subscribe permission",
+            );
+        }
+        if !grants.channels.iter().any(|g| g.matches(&a.room)) {
+            return self.refuse(
+                conn,
+                ErrorCode::ChannelNotAuthorized,
+                "room not in your grants",
+            );
+        }
+        if c.peer.is_none() {
+            self.bind_peer(conn, peer.clone());
+        }
+        let tenant = self.conns[&conn].tenant.clone();
+        let previous_room = self.conns[&conn].room;
         let room = self.channel_entry(&tenant, &a.room);
         if let Some(old) = previous_room.filter(|&old| old != room) {
             self.depart(old, conn, Departure::Synthetic);
         }
-        self.join(room, conn, &peer, Arc::new(a.metadata));
+        let metadata = Arc::new(a.metadata);
+        let first_in_room = previous_room != Some(room);
+        self.join(room, conn, &peer, Arc::clone(&metadata), false, false);
         self.take_over(room, conn, &peer);
         self.conns.get_mut(&conn).expect("live conn").room = Some(room);
-
-        let frame = a.frame;
-        let mut frames = PerDialect::new(|dialect| match dialect {
-            Dialect::Signaller => Some(frame.clone()),
-        });
-        self.fan_out(room, Some(conn), &mut frames);
+        self.announce_presence(room, conn, &peer, &metadata, Some(a.frame));
+        if first_in_room {
+            self.introduce_json_peers(room, conn);
+        }
         let count = self.channels[&room].peers.len();
         self.send(conn, signaller::roominfo(count));
         self.event(Event::Announced {
@@ -74,7 +92,7 @@ impl Hub {
     }
 
     pub(super) fn on_leave(&mut self, conn: ConnId, l: Leave) {
-        let Some(room) = self.checked_room(conn, l.sender.as_deref()) else {
+        let Some((room, _)) = self.checked_room(conn, l.sender.as_deref()) else {
             return;
         };
         self.depart(room, conn, Departure::Leave(l.frame));
@@ -82,9 +100,16 @@ impl Hub {
     }
 
     pub(super) fn on_to(&mut self, conn: ConnId, t: To) {
-        let Some(room) = self.checked_room(conn, t.sender.as_deref()) else {
+        let Some((room, peer)) = self.checked_room(conn, t.sender.as_deref()) else {
             return;
         };
+        if !self.grants(conn).permissions.contains(Permissions::SEND) {
+            return self.refuse(
+                conn,
+                ErrorCode::ActionNotPermitted,
+                "/to needs the send permission",
+            );
+        }
         let ch = &self.channels[&room];
         let targets: Vec<(ConnId, Dialect)> = ch
             .peers
@@ -94,30 +119,63 @@ impl Hub {
             .filter(|&&c| c != conn)
             .map(|c| (*c, ch.members[c].dialect))
             .collect();
+        let meta = Arc::clone(&ch.peers[&peer].metadata);
         if targets.is_empty() {
             return self.refuse(conn, ErrorCode::PeerNotFound, "no such peer in your room");
         }
-        for (target, dialect) in targets {
-            match dialect {
-                Dialect::Signaller => self.send(target, t.frame.clone()),
-            }
+        if !self.charge_quota(conn, None) {
+            return;
         }
+        let payload = Payload::Signal {
+            name: &t.name,
+            args: &t.frame[t.args_at..],
+        };
+        let deliveries = targets.len();
+        for (target, dialect) in targets {
+            let frame = match dialect {
+                Dialect::Signaller => t.frame.clone(),
+                Dialect::Json => direct_frame(&peer, &meta, &payload),
+            };
+            self.send(target, frame);
+        }
+        self.event(Event::Routed { conn, deliveries });
     }
 
     pub(super) fn on_signal(&mut self, conn: ConnId, s: Signal) {
-        let Some(room) = self.checked_room(conn, s.sender.as_deref()) else {
+        let Some((room, peer)) = self.checked_room(conn, s.sender.as_deref()) else {
             return;
         };
-        let frame = s.frame;
-        let mut frames = PerDialect::new(|dialect| match dialect {
-            Dialect::Signaller => Some(frame.clone()),
-        });
-        self.fan_out(room, Some(conn), &mut frames);
+        if !self.grants(conn).permissions.contains(Permissions::PUBLISH) {
+            return self.refuse(
+                conn,
+                ErrorCode::ActionNotPermitted,
+                "room messages need the publish permission",
+            );
+        }
+        if !self.charge_quota(conn, None) {
+            return;
+        }
+        let ch = &self.channels[&room];
+        let (tenant, name) = (ch.tenant.clone(), ch.name.clone());
+        let meta = Arc::clone(&ch.peers[&peer].metadata);
+        let payload = Payload::Signal {
+            name: &s.name,
+            args: &s.frame[s.args_at..],
+        };
+        let mut frames = Frames::new(message_frames(
+            &name,
+            &peer,
+            &meta,
+            &payload,
+            Some(&s.frame),
+        ));
+        let deliveries = self.deliver(&tenant, &name, Some(conn), &mut frames);
+        self.event(Event::Routed { conn, deliveries });
     }
 
-    /// The sender's room, once the frame's sender id is checked against the
-    /// connection's binding. Refuses (and returns `None`) otherwise.
-    fn checked_room(&mut self, conn: ConnId, sender: Option<&str>) -> Option<ChannelId> {
+    /// The sender's room and peer id, once the frame's sender id is checked against
+    /// the connection's binding. Refuses (and returns `None`) otherwise.
+    fn checked_room(&mut self, conn: ConnId, sender: Option<&str>) -> Option<(ChannelId, PeerId)> {
         let c = &self.conns[&conn];
         let (Some(peer), Some(room)) = (&c.peer, c.room) else {
             self.refuse(conn, ErrorCode::NotInRoom, "announce into a room first");
@@ -131,37 +189,7 @@ impl Hub {
             );
             return None;
         }
-        Some(room)
-    }
-
-    /// Adds `conn` to `channel` as `peer` (or updates its metadata if already in).
-    fn join(
-        &mut self,
-        channel: ChannelId,
-        conn: ConnId,
-        peer: &PeerId,
-        metadata: Arc<serde_json::Map<String, serde_json::Value>>,
-    ) {
-        let dialect = self.conns[&conn].dialect;
-        let ch = self.channels.get_mut(&channel).expect("channel exists");
-        let is_new = ch
-            .members
-            .insert(
-                conn,
-                Member {
-                    peer: peer.clone(),
-                    dialect,
-                },
-            )
-            .is_none();
-        let presence = ch.peers.entry(peer.clone()).or_insert(Presence {
-            conns: BTreeSet::new(),
-            metadata: metadata.clone(),
-        });
-        if is_new {
-            presence.conns.insert(conn);
-        }
-        presence.metadata = metadata;
+        Some((room, peer.clone()))
     }
 
     /// Two rtc-signaller connections never hold one id in one room: the newest takes
@@ -192,46 +220,7 @@ impl Hub {
         }
     }
 
-    /// Removes `conn` from `channel`. If it was the peer's last connection there, the
-    /// other members learn that the peer left: its own `/leave`, or a server-made one.
-    pub(super) fn depart(&mut self, channel: ChannelId, conn: ConnId, how: Departure) {
-        let Some(ch) = self.channels.get_mut(&channel) else {
-            return;
-        };
-        let Some(member) = ch.members.remove(&conn) else {
-            return;
-        };
-        let presence = ch
-            .peers
-            .get_mut(&member.peer)
-            .expect("every member has a presence entry");
-        presence.conns.remove(&conn);
-        if !presence.conns.is_empty() {
-            self.collect_channel(channel);
-            return;
-        }
-        ch.peers.remove(&member.peer);
-        let name = ch.name.to_string();
-        let synthetic = matches!(how, Departure::Synthetic);
-        let peer = member.peer;
-        let mut frames = PerDialect::new(|dialect| match (dialect, &how) {
-            (Dialect::Signaller, Departure::Leave(frame))
-                if member.dialect == Dialect::Signaller =>
-            {
-                Some(frame.clone())
-            }
-            (Dialect::Signaller, _) => Some(signaller::leave(peer.as_str())),
-        });
-        self.fan_out(channel, Some(conn), &mut frames);
-        self.collect_channel(channel);
-        self.event(Event::Left {
-            peer,
-            channel: name,
-            synthetic,
-        });
-    }
-
-    fn is_reserved(&self, name: &str) -> bool {
+    pub(super) fn is_reserved(&self, name: &str) -> bool {
         self.config
             .reserved_prefixes
             .iter()

@@ -7,8 +7,11 @@
 
 use bytes::Bytes;
 
+mod command;
+pub mod json;
 pub mod signaller;
 
+pub use command::{Auth, Publish, RequestId, Send, Subscribe, Unsubscribe};
 pub use signaller::{Announce, Leave, Signal, To};
 
 /// The wire languages a connection can speak. Chosen by the transport at open time
@@ -18,17 +21,20 @@ pub use signaller::{Announce, Leave, Signal, To};
 pub enum Dialect {
     /// rtc.io's pipe-delimited text (`/announce|id|{..}`).
     Signaller,
+    /// Metered-style JSON objects (`{"type":"publish",..}`).
+    Json,
 }
 
 impl Dialect {
     /// Every dialect, in a fixed order (for per-dialect caches and metrics).
-    pub const ALL: [Self; 1] = [Self::Signaller];
+    pub const ALL: [Self; 2] = [Self::Signaller, Self::Json];
 
     /// Parses one inbound frame. Pure and stateless, so transports call it on the
     /// connection's own task and the hub only ever sees typed commands.
     pub fn decode(self, frame: Bytes) -> Result<Command, DecodeError> {
         match self {
             Self::Signaller => signaller::decode(frame),
+            Self::Json => json::decode(frame),
         }
     }
 
@@ -36,6 +42,7 @@ impl Dialect {
     pub fn name(self) -> &'static str {
         match self {
             Self::Signaller => "rtc-signaller",
+            Self::Json => "json",
         }
     }
 
@@ -47,6 +54,7 @@ impl Dialect {
     pub(crate) fn index(self) -> usize {
         match self {
             Self::Signaller => 0,
+            Self::Json => 1,
         }
     }
 }
@@ -63,6 +71,16 @@ pub enum Command {
     To(To),
     /// Any other rtc-signaller `/command`: passed through to the sender's room.
     Signal(Signal),
+    /// Start receiving a channel or pattern.
+    Subscribe(Subscribe),
+    /// Stop receiving a channel or pattern.
+    Unsubscribe(Unsubscribe),
+    /// Publish to a channel.
+    Publish(Publish),
+    /// Send to one peer.
+    Send(Send),
+    /// In-band credentials.
+    Auth(Auth),
 }
 
 /// Why a frame could not be decoded. The hub answers it with an error frame in the
@@ -86,11 +104,26 @@ pub enum DecodeError {
     Malformed {
         /// What was wrong, for the error frame's message.
         reason: &'static str,
+        /// The frame's request id, when it could be read, so the error answers it.
+        request_id: Option<RequestId>,
     },
 }
 
 impl DecodeError {
     pub(crate) fn malformed(reason: &'static str) -> Self {
-        Self::Malformed { reason }
+        Self::Malformed {
+            reason,
+            request_id: None,
+        }
+    }
+}
+
+/// A credential that must never reach a log: its `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }

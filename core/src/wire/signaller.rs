@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::{Command, DecodeError};
+use super::{Command, DecodeError, Secret};
 
 /// `/announce|<sender>|{"id":..,"room":..,...}`.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +22,8 @@ pub struct Announce {
     pub room: String,
     /// The payload without `token`: the peer's presence metadata.
     pub metadata: Map<String, Value>,
+    /// The payload's `token`, if any: in-band credentials for this dialect.
+    pub token: Option<Secret>,
     /// The frame to forward: the bytes the peer sent, or a copy without `token`.
     pub frame: Bytes,
 }
@@ -152,10 +154,10 @@ fn decode_announce(text: &str, rest: Option<&str>, frame: &Bytes) -> Result<Comm
     let (sender, payload) = rest
         .split_once('|')
         .ok_or(DecodeError::malformed("announce needs sender and payload"))?;
-    let (id, room, metadata, stripped) = parse_announce_payload(payload)?;
-    let frame = match stripped {
-        false => frame.slice(..text.len()),
-        true => {
+    let (id, room, metadata, token) = parse_announce_payload(payload)?;
+    let frame = match token {
+        None => frame.slice(..text.len()),
+        Some(_) => {
             let mut out = BytesMut::with_capacity(text.len());
             out.put_slice(b"/announce|");
             out.put_slice(sender.as_bytes());
@@ -169,21 +171,26 @@ fn decode_announce(text: &str, rest: Option<&str>, frame: &Bytes) -> Result<Comm
         id,
         room,
         metadata,
+        token,
         frame,
     }))
 }
 
-/// Parses an announce payload. Returns id, room, the payload without `token`, and
-/// whether a token was removed.
-fn parse_announce_payload(
-    payload: &str,
-) -> Result<(String, String, Map<String, Value>, bool), DecodeError> {
+/// An announce payload, parsed: id, room, the rest (metadata) and the token.
+type AnnouncePayload = (String, String, Map<String, Value>, Option<Secret>);
+
+/// Parses an announce payload. The token, if any, is taken out of the metadata.
+fn parse_announce_payload(payload: &str) -> Result<AnnouncePayload, DecodeError> {
     let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(payload) else {
         return Err(DecodeError::malformed(
             "announce payload must be a JSON object",
         ));
     };
-    let stripped = data.remove("token").is_some();
+    let stripped = match data.remove("token") {
+        Some(Value::String(t)) => Some(Secret(t)),
+        Some(other) => Some(Secret(other.to_string())),
+        None => None,
+    };
     let id = match data.get("id") {
         Some(Value::String(s)) => s.clone(),
         _ => {

@@ -1,0 +1,334 @@
+//! The JSON dialect (Metered-style): one JSON object per frame, with a `type`.
+//!
+//! Client → server: `subscribe`, `unsubscribe`, `publish`, `send`, `auth`.
+//! Server → client: `welcome`, `ack`, `error`, `message`, `direct`, `presence`,
+//! `going_away`. Field names are camelCase. `data` is kept as the exact bytes the
+//! publisher sent and spliced into each delivery: it is never parsed or re-serialised.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::command::{Auth, Publish, RequestId, Send, Subscribe, Unsubscribe};
+use super::{Command, DecodeError, Secret};
+
+/// Longest `requestId`, in characters.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Inbound<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request_id: Option<&'a RawValue>,
+    include_sender_metadata: Option<bool>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
+}
+
+/// Only the request id, for answering frames that fail to decode otherwise.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JustRequestId<'a> {
+    #[serde(borrow)]
+    request_id: Option<&'a RawValue>,
+}
+
+/// Decodes one frame.
+pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
+    let text = std::str::from_utf8(&frame).map_err(|_| DecodeError::NotText)?;
+    let inbound: Inbound<'_> = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => {
+            let request_id = serde_json::from_str::<JustRequestId<'_>>(text)
+                .ok()
+                .and_then(|r| r.request_id)
+                .and_then(|r| request_id(r).ok());
+            return Err(DecodeError::Malformed {
+                reason: "frame is not a JSON object of the expected shape",
+                request_id,
+            });
+        }
+    };
+    let request_id = match inbound.request_id.map(request_id).transpose() {
+        Ok(id) => id,
+        Err(reason) => {
+            return Err(DecodeError::Malformed {
+                reason,
+                request_id: None,
+            });
+        }
+    };
+    let fail = |reason: &'static str| DecodeError::Malformed {
+        reason,
+        request_id: request_id.clone(),
+    };
+    let raw = |v: Option<&RawValue>| match v {
+        Some(v) => frame.slice_ref(v.get().as_bytes()),
+        None => Bytes::from_static(b"null"),
+    };
+    let kind = inbound
+        .kind
+        .as_deref()
+        .ok_or_else(|| fail("missing \"type\""))?;
+    Ok(match kind {
+        "subscribe" => Command::Subscribe(Subscribe {
+            channel: inbound
+                .channel
+                .ok_or_else(|| fail("missing \"channel\""))?
+                .into_owned(),
+            include_sender_metadata: inbound.include_sender_metadata.unwrap_or(false),
+            request_id,
+        }),
+        "unsubscribe" => Command::Unsubscribe(Unsubscribe {
+            channel: inbound
+                .channel
+                .ok_or_else(|| fail("missing \"channel\""))?
+                .into_owned(),
+            request_id,
+        }),
+        "publish" => Command::Publish(Publish {
+            channel: inbound
+                .channel
+                .ok_or_else(|| fail("missing \"channel\""))?
+                .into_owned(),
+            data: raw(inbound.data),
+            request_id,
+        }),
+        "send" => Command::Send(Send {
+            to: inbound
+                .to
+                .ok_or_else(|| fail("missing \"to\""))?
+                .into_owned(),
+            data: raw(inbound.data),
+            request_id,
+        }),
+        "auth" => Command::Auth(Auth {
+            token: Secret(
+                inbound
+                    .token
+                    .ok_or_else(|| fail("missing \"token\""))?
+                    .into_owned(),
+            ),
+            request_id,
+        }),
+        _ => return Err(fail("unknown \"type\"")),
+    })
+}
+
+/// A `requestId` must be a string of at most 128 characters.
+fn request_id(raw: &RawValue) -> Result<RequestId, &'static str> {
+    match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+        Ok(s) if s.chars().count() <= MAX_REQUEST_ID_CHARS => Ok(RequestId::from_json(raw.get())),
+        Ok(_) => Err("\"requestId\" is longer than 128 characters"),
+        Err(_) => Err("\"requestId\" must be a string"),
+    }
+}
+
+/// A small writer for server frames: fields are appended in a fixed order.
+pub(crate) struct Writer(Vec<u8>);
+
+impl Writer {
+    pub(crate) fn new(kind: &str) -> Self {
+        let mut w = Self(Vec::with_capacity(128));
+        w.0.extend_from_slice(b"{\"type\":");
+        w.string(kind);
+        w
+    }
+
+    fn key(&mut self, key: &str) {
+        self.0.push(b',');
+        self.string(key);
+        self.0.push(b':');
+    }
+
+    fn string(&mut self, s: &str) {
+        // Writing to a Vec cannot fail.
+        serde_json::to_writer(&mut self.0, s).expect("Vec write");
+    }
+
+    pub(crate) fn str_field(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        self.string(value);
+        self
+    }
+
+    pub(crate) fn raw_field(mut self, key: &str, json: &[u8]) -> Self {
+        self.key(key);
+        self.0.extend_from_slice(json);
+        self
+    }
+
+    pub(crate) fn num_field(self, key: &str, n: u64) -> Self {
+        self.raw_field(key, n.to_string().as_bytes())
+    }
+
+    pub(crate) fn value_field(mut self, key: &str, value: &impl serde::Serialize) -> Self {
+        self.key(key);
+        serde_json::to_writer(&mut self.0, value).expect("Vec write");
+        self
+    }
+
+    pub(crate) fn request_id(self, id: Option<&RequestId>) -> Self {
+        match id {
+            Some(id) => self.raw_field("requestId", id.as_json().as_bytes()),
+            None => self,
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Bytes {
+        self.0.push(b'}');
+        Bytes::from(self.0)
+    }
+}
+
+/// What `welcome` tells a client about itself and the server's limits.
+pub(crate) struct Welcome<'a> {
+    pub(crate) peer_id: &'a str,
+    pub(crate) server_time: u64,
+    pub(crate) expires_at: Option<u64>,
+    pub(crate) max_message_size: usize,
+    pub(crate) ice_servers: Option<&'a Value>,
+    pub(crate) max_channels: usize,
+    pub(crate) message_rate: u32,
+    pub(crate) message_burst: u32,
+}
+
+pub(crate) fn welcome(w: &Welcome<'_>) -> Bytes {
+    let out = Writer::new("welcome")
+        .str_field("peerId", w.peer_id)
+        .num_field("serverTime", w.server_time);
+    let out = match w.expires_at {
+        Some(exp) => out.num_field("expiresAt", exp),
+        None => out.raw_field("expiresAt", b"null"),
+    };
+    let out = out.num_field("maxMessageSize", w.max_message_size as u64);
+    let out = match w.ice_servers {
+        Some(ice) => out.value_field("iceServers", ice),
+        None => out.raw_field("iceServers", b"null"),
+    };
+    out.raw_field(
+        "limits",
+        format!(
+            r#"{{"maxChannels":{},"messageRate":{},"messageBurst":{}}}"#,
+            w.max_channels, w.message_rate, w.message_burst
+        )
+        .as_bytes(),
+    )
+    .finish()
+}
+
+pub(crate) fn ack(request_id: &RequestId) -> Bytes {
+    Writer::new("ack").request_id(Some(request_id)).finish()
+}
+
+pub(crate) fn error(code: &str, message: &str, request_id: Option<&RequestId>) -> Bytes {
+    Writer::new("error")
+        .str_field("code", code)
+        .str_field("message", message)
+        .request_id(request_id)
+        .finish()
+}
+
+/// `message`: `data` is spliced in as sent; `fromMetadata` only when asked for.
+pub(crate) fn message(
+    channel: &str,
+    from: &str,
+    data: &[u8],
+    from_metadata: Option<&Map<String, Value>>,
+) -> Bytes {
+    let out = Writer::new("message")
+        .str_field("channel", channel)
+        .str_field("from", from)
+        .raw_field("data", data);
+    match from_metadata {
+        Some(m) => out.value_field("fromMetadata", m),
+        None => out,
+    }
+    .finish()
+}
+
+pub(crate) fn direct(from: &str, data: &[u8], from_metadata: Option<&Map<String, Value>>) -> Bytes {
+    let out = Writer::new("direct")
+        .str_field("from", from)
+        .raw_field("data", data);
+    match from_metadata {
+        Some(m) if !m.is_empty() => out.value_field("fromMetadata", m),
+        _ => out,
+    }
+    .finish()
+}
+
+/// One presence entry: a peer and, for joins, its metadata.
+pub(crate) struct PresenceEntry<'a> {
+    pub(crate) peer_id: &'a str,
+    pub(crate) metadata: Option<&'a Map<String, Value>>,
+}
+
+/// `presence`. `snapshot` marks the full roster sent after a subscribe (or a resync);
+/// `count` is the number of peers in the channel, `truncated` says the roster was cut
+/// at the presence cap.
+pub(crate) struct PresenceFrame<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) joined: Vec<PresenceEntry<'a>>,
+    pub(crate) left: Vec<&'a str>,
+    pub(crate) snapshot: bool,
+    pub(crate) count: usize,
+    pub(crate) truncated: bool,
+}
+
+pub(crate) fn presence(p: &PresenceFrame<'_>) -> Bytes {
+    let mut out = Writer::new("presence").str_field("channel", p.channel);
+    out.key("joined");
+    out.0.push(b'[');
+    for (i, e) in p.joined.iter().enumerate() {
+        if i > 0 {
+            out.0.push(b',');
+        }
+        out.0.extend_from_slice(b"{\"peerId\":");
+        out.string(e.peer_id);
+        out.0.extend_from_slice(b",\"metadata\":");
+        match e.metadata {
+            Some(m) => serde_json::to_writer(&mut out.0, m).expect("Vec write"),
+            None => out.0.extend_from_slice(b"null"),
+        }
+        out.0.push(b'}');
+    }
+    out.0.push(b']');
+    out.key("left");
+    out.0.push(b'[');
+    for (i, id) in p.left.iter().enumerate() {
+        if i > 0 {
+            out.0.push(b',');
+        }
+        out.0.extend_from_slice(b"{\"peerId\":");
+        out.string(id);
+        out.0.push(b'}');
+    }
+    out.0.push(b']');
+    let mut out = out.num_field("count", p.count as u64);
+    if p.snapshot {
+        out = out.raw_field("snapshot", b"true");
+    }
+    if p.truncated {
+        out = out.raw_field("truncated", b"true");
+    }
+    out.finish()
+}
+
+/// `going_away`: the server is shutting down; reconnect after the hint.
+pub fn going_away(retry_after_ms: u64) -> Bytes {
+    Writer::new("going_away")
+        .num_field("retryAfterMs", retry_after_ms)
+        .finish()
+}
