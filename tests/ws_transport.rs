@@ -130,6 +130,9 @@ async fn binary_garbage_gets_invalid_message_and_the_connection_stays_open() {
 async fn a_client_that_never_reads_is_closed_4013_and_the_others_get_everything_in_order() {
     let mut setup = Setup::default();
     setup.driver.outbound_queue = 8;
+    // This test is about a reader that cannot keep up, not about a sender's rate.
+    setup.hub.limits.message_rate = 1_000_000;
+    setup.hub.limits.message_burst = 1_000_000;
     setup.driver.batch = 4;
     setup.driver.close_timeout = Duration::from_secs(5);
     let server = setup.start().await;

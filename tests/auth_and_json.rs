@@ -1,0 +1,183 @@
+//! The transports carry credentials and the JSON dialect to the core unchanged: tokens
+//! from each place a client may put them, a close ordered right at open, a timer the
+//! hub arms, and JSON peers on WebSocket and TCP lines.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Line, Setup, Ws};
+use futures_util::SinkExt;
+use switchyard::transports::{LineDialect, TcpConfig};
+use switchyard_core::testing::{keyed_config, token_with};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A token for `sub` valid for an hour of real time (the driver's clock is real).
+fn live_token(sub: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    token_with(serde_json::json!({
+        "sub": sub,
+        "channels": ["room-*"],
+        "permissions": ["publish", "subscribe", "presence", "send"],
+        "exp": now + 3600,
+    }))
+}
+
+fn keyed() -> Setup {
+    Setup {
+        hub: keyed_config(),
+        ..Setup::default()
+    }
+}
+
+/// The `welcome` frame's peer id, asserting it is the first frame.
+async fn welcome_peer(ws: &mut Ws, what: &str) -> String {
+    let text = ws.expect_text(what).await;
+    let frame: serde_json::Value = serde_json::from_str(&text).expect("json frame");
+    assert_eq!(frame["type"], "welcome", "{what}: first frame was {text}");
+    frame["peerId"].as_str().expect("peerId").to_owned()
+}
+
+#[tokio::test]
+async fn a_token_reaches_the_hub_from_the_query_the_header_or_the_subprotocol() {
+    let server = keyed().start().await;
+    let token = live_token("alice");
+
+    // rtc.io-style query, with the endpoint's trailing slash.
+    let mut by_query = Ws::connect(server.ws, &format!("/v1?token={token}/")).await;
+    assert_eq!(
+        welcome_peer(&mut by_query, "welcome (query)").await,
+        "alice"
+    );
+
+    // Authorization header.
+    let mut request = format!("ws://{}/v1", server.ws)
+        .into_client_request()
+        .expect("request");
+    let bearer = format!("Bearer {token}");
+    request
+        .headers_mut()
+        .insert("Authorization", bearer.parse().expect("header"));
+    let stream = tokio::net::TcpStream::connect(server.ws)
+        .await
+        .expect("connect");
+    let (inner, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("handshake with a header");
+    let mut by_header = Ws { inner };
+    assert_eq!(
+        welcome_peer(&mut by_header, "welcome (header)").await,
+        "alice"
+    );
+
+    // A bare JWT as the only subprotocol entry: echoed, and it authenticates.
+    let (mut by_protocol, response) = Ws::handshake(server.ws, "/v1", Some(&token))
+        .await
+        .expect("handshake with a subprotocol token");
+    assert_eq!(
+        response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.as_bytes()),
+        Some(token.as_bytes())
+    );
+    assert_eq!(
+        welcome_peer(&mut by_protocol, "welcome (subprotocol)").await,
+        "alice"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_token_at_the_handshake_is_closed_4001_before_any_frame() {
+    let server = keyed().start().await;
+    let mut ws = Ws::connect(server.ws, "/v1?token=not.a.jwt").await;
+    match ws.next("the 4001 close").await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("expected a close before any frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_never_authenticates_is_closed_by_the_hubs_timer() {
+    let mut setup = keyed();
+    setup.hub.auth.auth_timeout = Duration::from_millis(200);
+    let server = setup.start().await;
+    let mut line = Line::connect(server.tcp).await;
+    let close = line.expect_line("the auth-timeout close line").await;
+    assert!(
+        close.starts_with(r#"/close|{"code":4001,"#),
+        "expected a 4001 close line, got {close}"
+    );
+}
+
+#[tokio::test]
+async fn json_peers_on_websocket_and_tcp_lines_publish_to_each_other() {
+    let server = Setup {
+        tcp: TcpConfig::new(LineDialect::Auto),
+        ..Setup::default()
+    }
+    .start()
+    .await;
+    let mut web = Ws::connect(server.ws, "/v1").await;
+    welcome_peer(&mut web, "web's welcome").await;
+    web.send(r#"{"type":"subscribe","channel":"room-1","requestId":"s"}"#)
+        .await;
+    assert!(
+        web.expect_text("web's ack")
+            .await
+            .contains(r#""type":"ack""#)
+    );
+    web.expect_text("web's presence snapshot").await;
+
+    let mut cli = Line::connect(server.tcp).await;
+    cli.send("hello json").await;
+    assert!(
+        cli.expect_line("cli's welcome")
+            .await
+            .contains(r#""type":"welcome""#)
+    );
+    cli.send(r#"{"type":"subscribe","channel":"room-1","requestId":"s"}"#)
+        .await;
+    assert!(
+        cli.expect_line("cli's ack")
+            .await
+            .contains(r#""type":"ack""#)
+    );
+    cli.expect_line("cli's presence snapshot").await;
+    assert!(
+        web.expect_text("cli's join")
+            .await
+            .contains(r#""type":"presence""#)
+    );
+
+    cli.send(r#"{"type":"publish","channel":"room-1","data":{"n":1}}"#)
+        .await;
+    let message = web.expect_text("cli's message").await;
+    assert!(
+        message.contains(r#""type":"message""#) && message.contains(r#""data":{"n":1}"#),
+        "got {message}"
+    );
+    web.inner
+        .send(Message::text(
+            r#"{"type":"publish","channel":"room-1","data":"hi"}"#,
+        ))
+        .await
+        .expect("web publishes");
+    let message = cli.expect_line("web's message").await;
+    assert!(message.contains(r#""data":"hi""#), "got {message}");
+
+    // An endless JSON line: the close line takes the JSON form.
+    cli.write
+        .write_all(&vec![b'{'; 64 * 1024 + 1])
+        .await
+        .expect("write junk");
+    assert_eq!(
+        cli.expect_line("the JSON close line").await,
+        r#"{"type":"close","code":1009,"reason":"frame too large"}"#
+    );
+}
