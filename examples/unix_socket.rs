@@ -15,7 +15,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 use switchyard::core::{CloseCode, Config, Dialect, Open};
-use switchyard::transports::lines::close_line;
+use switchyard::transports::lines::{close_line, push_line};
 use switchyard::transports::{
     DriverConfig, DriverHandle, FrameRead, FrameWrite, ReadError, driver,
 };
@@ -69,8 +69,7 @@ impl FrameWrite for UnixWriter {
     async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len() + 1).sum());
         for frame in frames {
-            buf.extend_from_slice(frame);
-            buf.push(b'\n');
+            push_line(&mut buf, frame); // a peer's raw `\n` must not split (or forge) lines
         }
         self.write.write_all(&buf).await?;
         self.write.flush().await

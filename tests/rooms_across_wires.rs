@@ -118,3 +118,27 @@ async fn the_driver_handle_runs_control_calls_on_the_hub() {
         .expect("driver alive");
     assert_eq!(counts, (2, 1), "two connections in one room");
 }
+
+#[tokio::test]
+async fn a_websocket_frame_with_line_breaks_cannot_forge_lines_for_line_peers() {
+    let server = Setup::default().start().await;
+    let mut web = Ws::connect(server.ws, "/").await;
+    web.send(&announce("web", "r")).await;
+    web.expect_text("web's roominfo").await;
+    let mut line = Line::connect(server.tcp).await;
+    line.send(&announce("line", "r")).await;
+    line.expect_line("line's roominfo").await;
+    web.expect_text("line's announce").await;
+
+    web.send("/chat|web|hi\n/leave|line|{\"id\":\"line\"}")
+        .await;
+    assert_eq!(
+        line.expect_line("web's chat, as one line").await,
+        r#"/chat|web|hi /leave|line|{"id":"line"}"#
+    );
+    web.send(r#"/chat|web|{"next":1}"#).await;
+    assert_eq!(
+        line.expect_line("the next frame").await,
+        r#"/chat|web|{"next":1}"#
+    );
+}

@@ -7,6 +7,13 @@
 //!
 //! Lines have no close frame, so a close is a last line: `/close|{"code":N,"reason":".."}`
 //! for rtc-signaller, `{"type":"close","code":N,"reason":".."}` for JSON dialects.
+//!
+//! Implementation note: a frame from a peer on another wire (a WebSocket message) may
+//! hold raw `\n` or `\r`. Written as is, it would split into several lines on this
+//! wire, and a peer could forge whole frames for line clients
+//! (`/chat|me|x\n/leave|you|..`). Every outgoing frame therefore has its raw line
+//! breaks written as spaces ([`push_line`]): in JSON they can only be whitespace, so
+//! JSON frames keep their meaning exactly.
 
 use std::io;
 
@@ -73,9 +80,16 @@ impl<W: AsyncWrite + Unpin + Send> LineWriter<W> {
 #[async_trait]
 impl<W: AsyncWrite + Unpin + Send> FrameWrite for LineWriter<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        let mut flattened = Vec::new();
         for frame in frames {
-            self.out.write_all(frame).await?;
-            self.out.write_all(b"\n").await?;
+            if frame.contains(&b'\n') || frame.contains(&b'\r') {
+                flattened.clear();
+                push_line(&mut flattened, frame);
+                self.out.write_all(&flattened).await?;
+            } else {
+                self.out.write_all(frame).await?;
+                self.out.write_all(b"\n").await?;
+            }
         }
         self.out.flush().await
     }
@@ -123,6 +137,16 @@ impl CloseStyle {
             Self::Json => format!(r#"{{"type":"close","code":{},"reason":{reason}}}"#, code.0),
         }
     }
+}
+
+/// Appends `frame` to `buf` as one line: raw `\n` and `\r` become spaces (so one frame
+/// stays one line whatever a peer on another wire sent), then a `\n`.
+pub fn push_line(buf: &mut Vec<u8>, frame: &[u8]) {
+    buf.extend(frame.iter().map(|&b| match b {
+        b'\n' | b'\r' => b' ',
+        b => b,
+    }));
+    buf.push(b'\n');
 }
 
 /// The last line a line connection in `dialect` gets when closed with `code`: for
@@ -235,6 +259,14 @@ mod tests {
                 "line of at least 4 bytes exceeds the 3-byte limit".into()
             )]
         );
+    }
+
+    #[test]
+    fn a_frame_with_line_breaks_is_written_as_one_line() {
+        let mut buf = Vec::new();
+        push_line(&mut buf, b"/chat|a|x\r\n/leave|b|{}");
+        push_line(&mut buf, b"{\"a\":\n1}");
+        assert_eq!(buf, b"/chat|a|x  /leave|b|{}\n{\"a\": 1}\n");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 use crate::conn::FrameRead;
 use crate::driver::DriverHandle;
-use crate::lines::{LineReader, LineWriter};
+use crate::lines::{LineReader, LineWriter, push_line};
 
 /// Serves stdin/stdout as one connection in `dialect` until stdin ends, so a whole
 /// hub runs in a pipeline: `printf '/announce|a|{..}\n' | switchyard stdio`.
@@ -79,6 +79,7 @@ where
             .map_err(io::Error::other)
     };
     let down = async {
+        let mut line = Vec::new();
         while let Some(message) = stream.next().await {
             let frame: Bytes = match message.map_err(io::Error::other)? {
                 Message::Text(text) => text.into(),
@@ -89,8 +90,9 @@ where
                 }
                 _ => continue,
             };
-            output.write_all(&frame).await?;
-            output.write_all(b"\n").await?;
+            line.clear();
+            push_line(&mut line, &frame);
+            output.write_all(&line).await?;
             output.flush().await?;
         }
         Ok::<(), io::Error>(())
