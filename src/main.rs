@@ -1,0 +1,338 @@
+//! `switchyard`: the server binary. It wires configuration to transports; no routing
+//! rule lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use switchyard::settings::{self, Settings};
+use switchyard_core::Dialect;
+use switchyard_core::token::{SigningKey, Verifier, mint};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Real-time signalling and pub/sub server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. Without --config: loopback only, a fresh dev key, anonymous peers
+    /// allowed, and a ready token printed.
+    Serve {
+        /// Path to switchyard.toml.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Mint a token with a configured key.
+    Gentoken {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Peer id (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Granted channel pattern (repeatable).
+        #[arg(long = "channel", default_value = "**")]
+        channels: Vec<String>,
+        /// Comma-separated permissions.
+        #[arg(long, default_value = "publish,subscribe,presence,send")]
+        permissions: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Tenant claim.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Key id to sign with (default: the first key).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Verify a token against the configured keys and print its claims.
+    Checktoken {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        token: String,
+    },
+    /// Print an example config with a fresh signing key.
+    Genconfig,
+    /// Validate a config file.
+    Checkconfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Be one peer over stdin/stdout: of a running server (--connect ws://…), or of an
+    /// in-process hub (a whole hub in a pipeline).
+    Stdio {
+        /// A WebSocket URL to bridge to (`ws://127.0.0.1:8080/v1?token=…`).
+        #[arg(long)]
+        connect: Option<String>,
+        /// The in-process hub's dialect for this peer.
+        #[arg(long, default_value = "rtc-signaller")]
+        dialect: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => serve(config),
+        Command::Gentoken {
+            config,
+            sub,
+            channels,
+            permissions,
+            ttl,
+            tenant,
+            kid,
+        } => gentoken(config, &sub, &channels, &permissions, ttl, tenant, kid),
+        Command::Checktoken { config, token } => checktoken(config, &token),
+        Command::Genconfig => {
+            print!("{}", settings::example("k1", &random_secret()));
+            Ok(())
+        }
+        Command::Checkconfig { config } => load(Some(config)).map(|s| {
+            println!(
+                "ok: ws {} tcp {} keys {} anonymous {}",
+                or_off(&s.listen.ws),
+                or_off(&s.listen.tcp),
+                s.auth.keys.len(),
+                s.auth.anonymous
+            );
+        }),
+        Command::Stdio { connect, dialect } => stdio(connect, &dialect),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn or_off(addr: &str) -> &str {
+    if addr.is_empty() { "off" } else { addr }
+}
+
+/// Loads the config file (or an empty one) with environment overrides.
+fn load(path: Option<PathBuf>) -> Result<Settings> {
+    let text = match &path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => String::new(),
+    };
+    Ok(Settings::from_toml(&text, std::env::vars())?)
+}
+
+/// Embedded defaults: loopback WebSocket and TCP, a fresh dev key, anonymous allowed.
+fn dev_settings() -> Result<Settings> {
+    let mut s = Settings::from_toml(
+        r#"
+        [listen]
+        ws = "127.0.0.1:8080"
+        tcp = "127.0.0.1:7000"
+        [auth]
+        anonymous = true
+        "#,
+        std::env::vars(),
+    )?;
+    if s.auth.keys.is_empty() {
+        s.auth.keys.push(settings::KeySettings {
+            kid: "dev".into(),
+            secret: random_secret(),
+            algorithm: "HS256".into(),
+            audience: None,
+            tenant: None,
+        });
+    }
+    Ok(s)
+}
+
+fn serve(config: Option<PathBuf>) -> Result<()> {
+    init_logs();
+    let dev = config.is_none();
+    let settings = match config {
+        Some(path) => load(Some(path))?,
+        None => dev_settings()?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = switchyard::server::start(&settings).await?;
+        if dev {
+            print_dev_banner(&settings, &server)?;
+        }
+        tokio::signal::ctrl_c().await?;
+        tracing::info!("interrupted; exiting");
+        Ok(())
+    })
+}
+
+fn print_dev_banner(settings: &Settings, server: &switchyard::server::Running) -> Result<()> {
+    let key = signing_key(settings, None)?;
+    let token = mint(
+        &key,
+        &claims(
+            "alice",
+            &["**".into()],
+            "publish,subscribe,presence,send",
+            3600,
+            None,
+        ),
+    )?;
+    let ws = server.ws_addr.map(|a| a.to_string()).unwrap_or_default();
+    println!(
+        "switchyard dev server (loopback only, anonymous peers allowed, dev key \"{}\")",
+        key.kid
+    );
+    println!("  WebSocket  ws://{ws}/  (rtc-signaller)   ws://{ws}/v1  (JSON)");
+    if let Some(tcp) = server.tcp_addr {
+        println!("  TCP lines  {tcp}  (first line: hello json | hello rtc-signaller)");
+    }
+    println!("  token for alice (1 h): {token}");
+    println!("try it:");
+    println!("  cargo run -- stdio --connect 'ws://{ws}/v1?token={token}'");
+    println!(r#"  then type: {{"type":"subscribe","channel":"lobby","requestId":"1"}}"#);
+    Ok(())
+}
+
+fn init_logs() {
+    let level = std::env::var("SWITCHYARD_LOG")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn claims(
+    sub: &str,
+    channels: &[String],
+    permissions: &str,
+    ttl: u64,
+    tenant: Option<String>,
+) -> serde_json::Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let permissions: Vec<&str> = permissions
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut c = json!({
+        "sub": sub,
+        "channels": channels,
+        "permissions": permissions,
+        "iat": now,
+        "exp": now + ttl,
+    });
+    if let Some(t) = tenant {
+        c["tenant"] = json!(t);
+    }
+    c
+}
+
+fn signing_key(settings: &Settings, kid: Option<&str>) -> Result<SigningKey> {
+    let config = settings.core_config()?;
+    let key = match kid {
+        Some(kid) => config.auth.keys.into_iter().find(|k| k.kid == kid),
+        None => config.auth.keys.into_iter().next(),
+    };
+    Ok(key.ok_or("no signing key: pass --config with [[auth.keys]], or set SWITCHYARD_KEY_ID and SWITCHYARD_KEY_SECRET")?)
+}
+
+fn gentoken(
+    config: Option<PathBuf>,
+    sub: &str,
+    channels: &[String],
+    permissions: &str,
+    ttl: u64,
+    tenant: Option<String>,
+    kid: Option<String>,
+) -> Result<()> {
+    let settings = load(config)?;
+    let key = signing_key(&settings, kid.as_deref())?;
+    println!(
+        "{}",
+        mint(&key, &claims(sub, channels, permissions, ttl, tenant))?
+    );
+    Ok(())
+}
+
+fn checktoken(config: Option<PathBuf>, token: &str) -> Result<()> {
+    let settings = load(config)?;
+    let keys = settings.core_config()?.auth.keys;
+    if keys.is_empty() {
+        return Err("no signing keys configured".into());
+    }
+    let verifier = Verifier::new(switchyard_core::token::KeySet::new(keys)?)
+        .with_leeway_secs(settings.auth.leeway_secs)
+        .with_require_exp(settings.auth.require_exp);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    match verifier.verify(token, now) {
+        Ok(c) => {
+            println!("valid: sub={} tenant={:?} kid={:?}", c.sub, c.tenant, c.kid);
+            println!(
+                "  channels: {}",
+                c.channels
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            println!("  permissions: {:?}", c.permissions);
+            println!(
+                "  exp: {:?} (in {}s)",
+                c.exp,
+                c.exp.map_or(0, |e| e.saturating_sub(now))
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("invalid: {e} ({})", e.reason()).into()),
+    }
+}
+
+fn stdio(connect: Option<String>, dialect: &str) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match connect {
+            Some(url) => Ok(switchyard_transports::stdio::bridge_stdio_to_ws(&url).await?),
+            None => {
+                let dialect = Dialect::from_name(dialect)
+                    .ok_or_else(|| format!("unknown dialect {dialect}"))?;
+                let settings = dev_settings()?;
+                let driver = switchyard_transports::driver::start(
+                    settings.core_config()?,
+                    settings.driver_config(),
+                )?;
+                switchyard_transports::stdio::serve_stdio(&driver, dialect).await;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// 32 random bytes as hex, from the same crypto library that verifies tokens.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

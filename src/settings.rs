@@ -1,0 +1,500 @@
+//! The server's configuration file (`switchyard.toml`): what to listen on, the driver's
+//! bounds, and the core's policy. Environment variables override single keys.
+//!
+//! Every key has a default, so an empty file is a valid config. `SWITCHYARD_<SECTION>_<KEY>`
+//! overrides one key (`SWITCHYARD_LISTEN_WS=0.0.0.0:8080`, `SWITCHYARD_AUTH_ANONYMOUS=false`,
+//! `SWITCHYARD_LIMITS_MAX_FRAME_BYTES=131072`), and `SWITCHYARD_KEY_ID` with
+//! `SWITCHYARD_KEY_SECRET` adds a signing key without writing the secret into a file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchyard_core::config::{Grant, PublishableKey, Quota};
+use switchyard_core::token::{Algorithm, Permissions, SigningKey};
+use switchyard_core::{Config, Dialect};
+use switchyard_transports::ws::Routes;
+use switchyard_transports::{DriverConfig, LineDialect, TcpConfig, WsConfig};
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "SWITCHYARD_";
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Listeners.
+    pub listen: Listen,
+    /// WebSocket details.
+    pub ws: Ws,
+    /// The driver's bounds.
+    pub driver: Driver,
+    /// Who may connect.
+    pub auth: Auth,
+    /// The core's limits.
+    pub limits: LimitSettings,
+}
+
+/// Where to listen. A listener set to `""` is off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// WebSocket address (`/` speaks rtc-signaller, `/v1` JSON).
+    pub ws: String,
+    /// TCP line-protocol address; empty for none.
+    pub tcp: String,
+    /// The TCP listener's dialect: `rtc-signaller`, `json` or `auto` (first line `hello <dialect>`).
+    pub tcp_dialect: String,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            ws: "127.0.0.1:8080".into(),
+            tcp: String::new(),
+            tcp_dialect: "auto".into(),
+        }
+    }
+}
+
+/// WebSocket settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ws {
+    /// Ping interval, milliseconds.
+    pub ping_interval_ms: u64,
+    /// How much longer than the ping interval a silent peer is kept, milliseconds.
+    pub pong_timeout_ms: u64,
+    /// Time from accept to a completed upgrade, milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Path → dialect name.
+    pub paths: BTreeMap<String, String>,
+}
+
+impl Default for Ws {
+    fn default() -> Self {
+        let d = WsConfig::default();
+        Self {
+            ping_interval_ms: millis(d.ping_interval),
+            pong_timeout_ms: millis(d.pong_timeout),
+            handshake_timeout_ms: millis(d.handshake_timeout),
+            paths: [("/", "rtc-signaller"), ("/v1", "json")]
+                .into_iter()
+                .map(|(p, d)| (p.to_owned(), d.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Driver bounds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Driver {
+    /// Connections at once across all listeners; keep it below the open-files limit.
+    pub max_connections: usize,
+    /// Frames queued per connection before it is closed as a slow consumer (4013).
+    pub outbound_queue: usize,
+}
+
+impl Default for Driver {
+    fn default() -> Self {
+        let d = DriverConfig::default();
+        Self {
+            max_connections: d.max_connections,
+            outbound_queue: d.outbound_queue,
+        }
+    }
+}
+
+/// Authentication.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// Allow connections without credentials (every channel, every permission).
+    pub anonymous: bool,
+    /// Clock leeway for `exp`/`nbf`, seconds.
+    pub leeway_secs: u64,
+    /// Refuse tokens without `exp`.
+    pub require_exp: bool,
+    /// Time to authenticate in-band, milliseconds.
+    pub auth_timeout_ms: u64,
+    /// Signing keys.
+    pub keys: Vec<KeySettings>,
+    /// Publishable keys.
+    pub publishable_keys: Vec<PublishableSettings>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            anonymous: false,
+            leeway_secs: 5,
+            require_exp: true,
+            auth_timeout_ms: 10_000,
+            keys: Vec::new(),
+            publishable_keys: Vec::new(),
+        }
+    }
+}
+
+/// One signing key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    /// Key id (the JWT header's `kid`).
+    pub kid: String,
+    /// The shared secret.
+    pub secret: String,
+    /// `HS256` (default), `HS384` or `HS512`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    /// Required `aud`, if any.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Tenant forced on tokens signed with this key.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl std::fmt::Debug for KeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySettings")
+            .field("kid", &self.kid)
+            .field("secret", &"<redacted>")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_algorithm() -> String {
+    "HS256".into()
+}
+
+/// One publishable key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishableSettings {
+    /// The key clients pass as `?key=`.
+    pub key: String,
+    /// Granted patterns.
+    pub channels: Vec<String>,
+    /// Granted permissions.
+    pub permissions: Vec<String>,
+    /// Tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl std::fmt::Debug for PublishableSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishableSettings")
+            .field("key", &"<redacted>")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The core's limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Subscriptions per connection.
+    pub max_channels_per_conn: usize,
+    /// Frames per second per connection.
+    pub message_rate: u32,
+    /// Burst.
+    pub message_burst: u32,
+    /// Consecutive rate refusals before 4011.
+    pub rate_close_after: u32,
+    /// Peers per channel above which presence deltas stop.
+    pub presence_cap: usize,
+    /// Messages per tenant per period (0 = no quota).
+    pub quota_messages: u64,
+    /// The quota period, seconds.
+    pub quota_period_secs: u64,
+    /// Reserved channel prefixes.
+    pub reserved_prefixes: Vec<String>,
+    /// Tenant of connections whose credentials name none.
+    pub default_tenant: String,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let c = Config::default();
+        let l = &c.limits;
+        Self {
+            max_frame_bytes: l.max_frame_bytes,
+            max_channels_per_conn: l.max_channels_per_conn,
+            message_rate: l.message_rate,
+            message_burst: l.message_burst,
+            rate_close_after: l.rate_close_after,
+            presence_cap: l.presence_cap,
+            quota_messages: 0,
+            quota_period_secs: 3600,
+            reserved_prefixes: c.reserved_prefixes.clone(),
+            default_tenant: c.default_tenant.clone(),
+        }
+    }
+}
+
+/// Why a config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file does not parse or has unknown keys.
+    #[error("{0}")]
+    Parse(String),
+    /// A value is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Parses a TOML document, then applies `env` overrides (`SWITCHYARD_*`).
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e| SettingsError::Parse(format!("{e}")))?;
+        let mut extra_key: (Option<String>, Option<String>) = (None, None);
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            match rest.as_str() {
+                "key_id" => extra_key.0 = Some(value),
+                "key_secret" => extra_key.1 = Some(value),
+                _ => apply_env(&mut doc, &rest, &value)?,
+            }
+        }
+        let mut settings: Self = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| SettingsError::Parse(e.to_string()))?;
+        match extra_key {
+            (Some(kid), Some(secret)) => settings.auth.keys.push(KeySettings {
+                kid,
+                secret,
+                algorithm: default_algorithm(),
+                audience: None,
+                tenant: None,
+            }),
+            (None, None) => {}
+            _ => {
+                return Err(SettingsError::Invalid(
+                    "SWITCHYARD_KEY_ID and SWITCHYARD_KEY_SECRET go together".into(),
+                ));
+            }
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what parsing cannot: addresses, dialect names, and the core's own checks.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for addr in [&self.listen.ws, &self.listen.tcp] {
+            if !addr.is_empty() {
+                addr.parse::<SocketAddr>()
+                    .map_err(|e| SettingsError::Invalid(format!("listen address {addr:?}: {e}")))?;
+            }
+        }
+        self.tcp_config()?;
+        self.ws_config()?;
+        let core = self.core_config()?;
+        #[allow(clippy::disallowed_methods)]
+        switchyard_core::Hub::new(core, std::time::Instant::now(), 0)
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The core's configuration.
+    pub fn core_config(&self) -> Result<Config, SettingsError> {
+        let mut c = Config::default();
+        let l = &self.limits;
+        c.limits.max_frame_bytes = l.max_frame_bytes;
+        c.limits.max_channels_per_conn = l.max_channels_per_conn;
+        c.limits.message_rate = l.message_rate;
+        c.limits.message_burst = l.message_burst;
+        c.limits.rate_close_after = l.rate_close_after;
+        c.limits.presence_cap = l.presence_cap;
+        c.limits.quota = (l.quota_messages > 0).then(|| Quota {
+            messages: l.quota_messages,
+            period: Duration::from_secs(l.quota_period_secs.max(1)),
+        });
+        c.reserved_prefixes = l.reserved_prefixes.clone();
+        c.default_tenant = l.default_tenant.clone();
+        let a = &self.auth;
+        c.auth.leeway_secs = a.leeway_secs;
+        c.auth.require_exp = a.require_exp;
+        c.auth.auth_timeout = Duration::from_millis(a.auth_timeout_ms);
+        c.auth.anonymous = a.anonymous.then(Grant::everything);
+        c.auth.keys = a
+            .keys
+            .iter()
+            .map(|k| {
+                Ok(SigningKey {
+                    kid: k.kid.clone(),
+                    secret: k.secret.as_bytes().to_vec(),
+                    algorithm: k.algorithm.parse::<Algorithm>().map_err(|_| {
+                        SettingsError::Invalid(format!(
+                            "key {}: unknown algorithm {}",
+                            k.kid, k.algorithm
+                        ))
+                    })?,
+                    audience: k.audience.clone(),
+                    tenant: k.tenant.clone(),
+                })
+            })
+            .collect::<Result<_, SettingsError>>()?;
+        c.auth.publishable_keys = a
+            .publishable_keys
+            .iter()
+            .map(|k| {
+                Ok(PublishableKey {
+                    key: k.key.clone(),
+                    grant: Grant {
+                        channels: k.channels.clone(),
+                        permissions: parse_permissions(&k.permissions)?,
+                        tenant: k.tenant.clone(),
+                    },
+                })
+            })
+            .collect::<Result<_, SettingsError>>()?;
+        Ok(c)
+    }
+
+    /// The driver's configuration.
+    pub fn driver_config(&self) -> DriverConfig {
+        let mut d = DriverConfig::default();
+        d.max_connections = self.driver.max_connections;
+        d.outbound_queue = self.driver.outbound_queue;
+        d
+    }
+
+    /// The WebSocket listener's configuration.
+    pub fn ws_config(&self) -> Result<WsConfig, SettingsError> {
+        for (path, dialect) in &self.ws.paths {
+            if Dialect::from_name(dialect).is_none() {
+                return Err(SettingsError::Invalid(format!(
+                    "ws path {path}: unknown dialect {dialect}"
+                )));
+            }
+        }
+        let mut ws = WsConfig::default();
+        ws.routes = Routes::new(self.ws.paths.clone());
+        ws.ping_interval = Duration::from_millis(self.ws.ping_interval_ms);
+        ws.pong_timeout = Duration::from_millis(self.ws.pong_timeout_ms);
+        ws.handshake_timeout = Duration::from_millis(self.ws.handshake_timeout_ms);
+        Ok(ws)
+    }
+
+    /// The TCP listener's configuration.
+    pub fn tcp_config(&self) -> Result<TcpConfig, SettingsError> {
+        let dialect = LineDialect::from_name(&self.listen.tcp_dialect).ok_or_else(|| {
+            SettingsError::Invalid(format!("unknown tcp_dialect {}", self.listen.tcp_dialect))
+        })?;
+        Ok(TcpConfig::new(dialect))
+    }
+}
+
+/// Sets `section.key` in `doc` from an environment value (`ws_listen`-style names
+/// resolve against the known sections).
+fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), SettingsError> {
+    const SECTIONS: [&str; 5] = ["listen", "ws", "driver", "auth", "limits"];
+    let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+        name.strip_prefix(s)
+            .and_then(|r| r.strip_prefix('_'))
+            .map(|k| (*s, k))
+    }) else {
+        return Err(SettingsError::Invalid(format!(
+            "{ENV_PREFIX}{}: no such config section",
+            name.to_ascii_uppercase()
+        )));
+    };
+    // Numbers, booleans and arrays parse as TOML; anything else is a string.
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let table = doc
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(table) = table else {
+        return Err(SettingsError::Invalid(format!(
+            "[{section}] is not a table"
+        )));
+    };
+    table.insert(key.to_owned(), parsed);
+    Ok(())
+}
+
+fn parse_permissions(names: &[String]) -> Result<Permissions, SettingsError> {
+    names.iter().try_fold(Permissions::NONE, |acc, n| {
+        Permissions::from_name(n)
+            .map(|p| acc | p)
+            .ok_or_else(|| SettingsError::Invalid(format!("unknown permission {n}")))
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A commented example config with a fresh key, for `switchyard genconfig`.
+pub fn example(kid: &str, secret: &str) -> String {
+    format!(
+        r#"# switchyard.toml: every key is optional; these are the defaults unless noted.
+# Any key can be overridden by SWITCHYARD_<SECTION>_<KEY>, e.g. SWITCHYARD_LISTEN_WS.
+
+[listen]
+ws = "127.0.0.1:8080"        # WebSocket: "/" speaks rtc-signaller, "/v1" JSON
+tcp = ""                     # TCP line protocol, e.g. "127.0.0.1:7000"; "" = off
+tcp_dialect = "auto"         # rtc-signaller | json | auto (first line: hello <dialect>)
+
+[ws]
+ping_interval_ms = 25000
+pong_timeout_ms = 10000
+handshake_timeout_ms = 10000
+paths = {{ "/" = "rtc-signaller", "/v1" = "json" }}
+
+[driver]
+max_connections = 10000      # keep below the process's open-files limit
+outbound_queue = 1024        # frames per connection before close 4013 (slow consumer)
+
+[auth]
+anonymous = false            # true: connections without credentials get every permission
+leeway_secs = 5
+require_exp = true
+auth_timeout_ms = 10000
+
+[[auth.keys]]
+kid = "{kid}"
+secret = "{secret}"
+algorithm = "HS256"
+# audience = "switchyard"
+# tenant = "acme"
+
+# [[auth.publishable_keys]]
+# key = "pk_live_example"
+# channels = ["public/*"]
+# permissions = ["subscribe"]
+
+[limits]
+max_frame_bytes = 65536
+max_channels_per_conn = 100
+message_rate = 50
+message_burst = 100
+rate_close_after = 20
+presence_cap = 1000
+quota_messages = 0           # per tenant per period; 0 = no quota
+quota_period_secs = 3600
+reserved_prefixes = ["_system/", "_internal/", "_metered/"]
+default_tenant = "default"
+"#
+    )
+}
