@@ -5,6 +5,7 @@
 //! overrides one key (`SWITCHYARD_LISTEN_WS=0.0.0.0:8080`, `SWITCHYARD_AUTH_ANONYMOUS=false`,
 //! `SWITCHYARD_LIMITS_MAX_FRAME_BYTES=131072`), and `SWITCHYARD_KEY_ID` with
 //! `SWITCHYARD_KEY_SECRET` adds a signing key without writing the secret into a file.
+//! (`SWITCHYARD_LOG`, the log level, is the binary's own.)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -267,6 +268,8 @@ impl Settings {
             };
             let rest = rest.to_ascii_lowercase();
             match rest.as_str() {
+                // Not config keys: read by the binary itself.
+                "log" => {}
                 "key_id" => extra_key.0 = Some(value),
                 "key_secret" => extra_key.1 = Some(value),
                 _ => apply_env(&mut doc, &rest, &value)?,
