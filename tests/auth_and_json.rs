@@ -181,3 +181,65 @@ async fn json_peers_on_websocket_and_tcp_lines_publish_to_each_other() {
         r#"{"type":"close","code":1009,"reason":"frame too large"}"#
     );
 }
+
+#[tokio::test]
+async fn an_expired_token_at_the_handshake_is_closed_4002() {
+    let server = keyed().start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let expired = token_with(serde_json::json!({"sub": "late", "exp": now - 60}));
+    let mut ws = Ws::connect(server.ws, &format!("/v1?token={expired}")).await;
+    match ws.next("the 4002 close").await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4002, "{frame:?}");
+        }
+        other => panic!("expected a close before any frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_flood_is_refused_then_closed_4011_and_the_room_carries_on() {
+    let mut setup = Setup::default();
+    setup.hub.limits.message_rate = 1;
+    setup.hub.limits.message_burst = 5;
+    setup.hub.limits.rate_close_after = 3;
+    let server = setup.start().await;
+    let mut watcher = Ws::connect(server.ws, "/").await;
+    watcher.send(&common::announce("watcher", "r")).await;
+    assert!(watcher.expect_text("roominfo").await.starts_with("/roominfo"));
+    let mut flooder = Ws::connect(server.ws, "/").await;
+    flooder.send(&common::announce("flooder", "r")).await;
+    assert!(flooder.expect_text("roominfo").await.starts_with("/roominfo"));
+    assert!(watcher.expect_text("flooder's announce").await.starts_with("/announce|flooder"));
+    // One frame of the burst went into the announce; 4 more pass, then refusals, then the close.
+    for i in 0..20 {
+        let frame = format!("/x|flooder|{i}");
+        if flooder.inner.send(Message::text(frame)).await.is_err() {
+            break;
+        }
+    }
+    let mut refused = 0;
+    let (code, reason) = loop {
+        match flooder.next("the flood's refusals and close").await {
+            Message::Text(t) if t.contains("over_message_rate") => refused += 1,
+            Message::Close(Some(frame)) => break (u16::from(frame.code), frame.reason.to_string()),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!((code, reason.as_str()), (4011, "over message rate"));
+    assert!(refused >= 1, "no over_message_rate error before the close");
+    // The watcher got the admitted frames, in order and without gaps (the burst, plus
+    // any token that refilled on a slow machine), then the synthetic leave.
+    let mut admitted = 0;
+    loop {
+        let text = watcher.expect_text("admitted frames, then the leave").await;
+        if text == common::leave("flooder") {
+            break;
+        }
+        assert_eq!(text, format!("/x|flooder|{admitted}"));
+        admitted += 1;
+    }
+    assert!(admitted >= 4, "only {admitted} frames of the burst were admitted");
+}
