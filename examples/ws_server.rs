@@ -4,7 +4,8 @@
 //! cargo run --example ws_server -- 127.0.0.1:8080
 //! ```
 //! Paths pick the dialect: `ws://127.0.0.1:8080/` speaks rtc-signaller (point an
-//! rtc.io client at it), `/v1` the JSON dialect once the core has it.
+//! rtc.io client at it), `/v1` the JSON dialect. Anonymous peers are allowed (the
+//! core's default policy), so no token is needed to try it.
 
 use switchyard::core::Config;
 use switchyard::transports::{DriverConfig, WsConfig, driver, ws};

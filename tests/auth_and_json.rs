@@ -208,11 +208,26 @@ async fn a_flood_is_refused_then_closed_4011_and_the_room_carries_on() {
     let server = setup.start().await;
     let mut watcher = Ws::connect(server.ws, "/").await;
     watcher.send(&common::announce("watcher", "r")).await;
-    assert!(watcher.expect_text("roominfo").await.starts_with("/roominfo"));
+    assert!(
+        watcher
+            .expect_text("roominfo")
+            .await
+            .starts_with("/roominfo")
+    );
     let mut flooder = Ws::connect(server.ws, "/").await;
     flooder.send(&common::announce("flooder", "r")).await;
-    assert!(flooder.expect_text("roominfo").await.starts_with("/roominfo"));
-    assert!(watcher.expect_text("flooder's announce").await.starts_with("/announce|flooder"));
+    assert!(
+        flooder
+            .expect_text("roominfo")
+            .await
+            .starts_with("/roominfo")
+    );
+    assert!(
+        watcher
+            .expect_text("flooder's announce")
+            .await
+            .starts_with("/announce|flooder")
+    );
     // One frame of the burst went into the announce; 4 more pass, then refusals, then the close.
     for i in 0..20 {
         let frame = format!("/x|flooder|{i}");
@@ -241,5 +256,8 @@ async fn a_flood_is_refused_then_closed_4011_and_the_room_carries_on() {
         assert_eq!(text, format!("/x|flooder|{admitted}"));
         admitted += 1;
     }
-    assert!(admitted >= 4, "only {admitted} frames of the burst were admitted");
+    assert!(
+        admitted >= 4,
+        "only {admitted} frames of the burst were admitted"
+    );
 }
