@@ -54,6 +54,13 @@ impl fmt::Display for PeerId {
     }
 }
 
+/// Peer ids starting with this are the server's own (`_server` stamps control-plane
+/// publishes); clients cannot take them.
+pub const RESERVED_ID_PREFIX: &str = "_";
+
+/// The sender id of messages the server publishes itself (REST publish).
+pub const SERVER_PEER_ID: &str = "_server";
+
 /// Why a proposed peer id is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BadPeerId {
@@ -70,6 +77,9 @@ pub(crate) fn validate_peer_id(id: &str, max_len: usize) -> Result<(), BadPeerId
     }
     if id.len() > max_len {
         return Err(BadPeerId::TooLong);
+    }
+    if id.starts_with(RESERVED_ID_PREFIX) {
+        return Err(BadPeerId::BadChar);
     }
     if id
         .chars()

@@ -90,6 +90,6 @@ pub mod wire;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use config::{Config, Limits};
-pub use hub::{Closed, Credentials, Event, Hub, Input, Open, Output};
-pub use ids::{ConnId, PeerId, TenantId};
+pub use hub::{Closed, ControlError, Credentials, Event, Hub, Input, Open, Output, Stats};
+pub use ids::{ConnId, PeerId, SERVER_PEER_ID, TenantId};
 pub use wire::{Command, DecodeError, Dialect};

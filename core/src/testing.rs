@@ -162,6 +162,12 @@ impl TestHub {
         self.drain();
     }
 
+    /// Collects what a direct call on [`TestHub::hub`] (a control-plane method)
+    /// queued, as an input would.
+    pub fn collect_outputs(&mut self) {
+        self.drain();
+    }
+
     /// The transport saw the connection vanish (reset, timeout).
     pub fn hard_close(&mut self, name: &str) {
         let conn = self.conn(name);

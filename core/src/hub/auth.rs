@@ -1,5 +1,6 @@
 //! Who a connection is: credentials at connect, in-band auth, grants and expiry.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -8,7 +9,7 @@ use super::{Conn, Event, Hub, Timer, instant_at_unix};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError, Grant};
 use crate::hub::Credentials;
-use crate::ids::{ConnId, PeerId, TenantId};
+use crate::ids::{ConnId, PeerId, RESERVED_ID_PREFIX, TenantId};
 use crate::pattern::Pattern;
 use crate::token::{Claims, KeySet, Permissions, TokenError, Verifier};
 use crate::wire::{Command, Dialect, RequestId, json};
@@ -36,10 +37,27 @@ pub(super) struct Grants {
     pub(super) expires_at: Option<u64>,
     /// The token's subject, which becomes the peer id.
     pub(super) subject: Option<String>,
+    /// Where the grants came from, so a reconfiguration can tell whose key is gone.
+    pub(super) origin: Origin,
+}
+
+/// What authenticated a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A token signed with this key id.
+    Token(Option<String>),
+    /// This publishable key.
+    Key(String),
+    /// No credentials: the anonymous grant.
+    Anonymous,
 }
 
 impl Grants {
-    pub(super) fn from_grant(g: &Grant, config: &Config) -> Result<Self, ConfigError> {
+    pub(super) fn from_grant(
+        g: &Grant,
+        config: &Config,
+        origin: Origin,
+    ) -> Result<Self, ConfigError> {
         let channels = g
             .channels
             .iter()
@@ -58,6 +76,7 @@ impl Grants {
             ice_servers: None,
             expires_at: None,
             subject: None,
+            origin,
         })
     }
 
@@ -69,6 +88,7 @@ impl Grants {
             metadata: Arc::new(c.metadata.unwrap_or_default()),
             ice_servers: c.ice_servers,
             expires_at: c.exp,
+            origin: Origin::Token(c.kid),
             subject: Some(c.sub),
         }
     }
@@ -84,8 +104,64 @@ impl Grants {
     }
 }
 
+/// What the auth config turns into: the verifier and the fixed grants, built once.
+#[derive(Debug)]
+pub(super) struct Policy {
+    /// `None` when no signing keys are configured: every token is refused.
+    pub(super) verifier: Option<Verifier>,
+    pub(super) anonymous: Option<Arc<Grants>>,
+    pub(super) publishable: BTreeMap<String, Arc<Grants>>,
+}
+
+impl Policy {
+    /// Validates `config` and builds the policy (also checks the limits the hub needs).
+    pub(super) fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let l = &config.limits;
+        if l.message_rate == 0 || l.message_burst == 0 {
+            return Err(ConfigError::Limit("message_rate and message_burst"));
+        }
+        if l.max_frame_bytes == 0 || l.max_channels_per_conn == 0 {
+            return Err(ConfigError::Limit(
+                "max_frame_bytes and max_channels_per_conn",
+            ));
+        }
+        let anonymous = config
+            .auth
+            .anonymous
+            .as_ref()
+            .map(|g| Grants::from_grant(g, config, Origin::Anonymous).map(Arc::new))
+            .transpose()?;
+        let publishable = config
+            .auth
+            .publishable_keys
+            .iter()
+            .map(|k| {
+                let grants = Grants::from_grant(&k.grant, config, Origin::Key(k.key.clone()))?;
+                Ok((k.key.clone(), Arc::new(grants)))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self {
+            verifier: verifier(config)?,
+            anonymous,
+            publishable,
+        })
+    }
+
+    /// Whether grants of this origin are still honoured by this policy.
+    pub(super) fn still_allows(&self, origin: &Origin) -> bool {
+        match origin {
+            Origin::Token(kid) => self
+                .verifier
+                .as_ref()
+                .is_some_and(|v| kid.as_deref().is_none_or(|k| v.keys().get(k).is_some())),
+            Origin::Key(key) => self.publishable.contains_key(key),
+            Origin::Anonymous => self.anonymous.is_some(),
+        }
+    }
+}
+
 /// Builds the token verifier from the configured keys (`None` when there are none).
-pub(super) fn verifier(config: &Config) -> Result<Option<Verifier>, ConfigError> {
+fn verifier(config: &Config) -> Result<Option<Verifier>, ConfigError> {
     if config.auth.keys.is_empty() {
         return Ok(None);
     }
@@ -107,7 +183,7 @@ impl Hub {
                 Ok(grants) => self.authenticate(conn, grants, None),
                 Err(e) => self.fail_auth(conn, &e),
             },
-            Credentials::Key(key) => match self.publishable.get(&key) {
+            Credentials::Key(key) => match self.policy.publishable.get(&key) {
                 Some(g) => {
                     let grants = Arc::clone(g);
                     self.authenticate(conn, grants, None);
@@ -120,7 +196,7 @@ impl Hub {
                     self.close(conn, CloseCode::INVALID_TOKEN, "unknown publishable key");
                 }
             },
-            Credentials::None => match &self.anonymous {
+            Credentials::None => match &self.policy.anonymous {
                 Some(g) => {
                     let grants = Arc::clone(g);
                     self.authenticate(conn, grants, None);
@@ -134,8 +210,17 @@ impl Hub {
     }
 
     fn verify(&self, token: &str) -> Result<Arc<Grants>, TokenError> {
-        let verifier = self.verifier.as_ref().ok_or(TokenError::UnknownKid)?;
+        let verifier = self
+            .policy
+            .verifier
+            .as_ref()
+            .ok_or(TokenError::UnknownKid)?;
         let claims = verifier.verify(token, self.unix_ms(self.now) / 1000)?;
+        if claims.sub.starts_with(RESERVED_ID_PREFIX) {
+            return Err(TokenError::InvalidClaims(format!(
+                "peer ids starting with {RESERVED_ID_PREFIX:?} are reserved for the server"
+            )));
+        }
         Ok(Arc::new(Grants::from_claims(claims)))
     }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::Hub;
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::Limits;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, TenantId};
 use crate::wire::RequestId;
 
 /// Milli-tokens per token: integer arithmetic keeps the bucket deterministic.
@@ -83,31 +83,52 @@ impl Hub {
     /// Charges one message to the tenant's quota. Over it, the message is refused
     /// with `over_message_quota` and the connection stays open.
     pub(super) fn charge_quota(&mut self, conn: ConnId, request_id: Option<&RequestId>) -> bool {
+        let tenant = self.conns[&conn].tenant.clone();
+        if self.charge_tenant_quota(&tenant) {
+            return true;
+        }
+        self.refuse_request(
+            conn,
+            ErrorCode::OverMessageQuota,
+            "message quota for this period is used up",
+            request_id,
+        );
+        false
+    }
+
+    /// Charges one message to `tenant`'s quota; false when it is used up.
+    pub(super) fn charge_tenant_quota(&mut self, tenant: &TenantId) -> bool {
         let Some(quota) = self.config.limits.quota else {
             return true;
         };
-        let period_ms = u64::try_from(quota.period.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let elapsed_ms =
-            u64::try_from(self.now.saturating_duration_since(self.epoch.0).as_millis())
-                .unwrap_or(u64::MAX);
-        let window = elapsed_ms / period_ms;
-        let tenant = self.conns[&conn].tenant.clone();
-        let q = self.quotas.entry(tenant).or_default();
+        let window = self.quota_window(quota.period);
+        let q = self.quotas.entry(tenant.clone()).or_default();
         if q.window != window {
             *q = QuotaWindow { window, used: 0 };
         }
         if q.used >= quota.messages {
-            self.refuse_request(
-                conn,
-                ErrorCode::OverMessageQuota,
-                "message quota for this period is used up",
-                request_id,
-            );
             return false;
         }
         q.used += 1;
         true
+    }
+
+    /// Messages used in the current quota window of `tenant`, and the quota.
+    pub fn quota_usage(&self, tenant: &str) -> Option<(u64, u64)> {
+        let quota = self.config.limits.quota?;
+        let window = self.quota_window(quota.period);
+        let used = self
+            .quotas
+            .get(&TenantId::new(tenant))
+            .filter(|q| q.window == window)
+            .map_or(0, |q| q.used);
+        Some((used, quota.messages))
+    }
+
+    /// The index of the quota period `now` falls in (periods start at the hub's start).
+    fn quota_window(&self, period: std::time::Duration) -> u64 {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+        let elapsed = self.now.saturating_duration_since(self.epoch.0);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX) / period_ms
     }
 }

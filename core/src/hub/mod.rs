@@ -12,10 +12,11 @@ use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
 use crate::ids::{ChannelId, ConnId, IdGen, PeerId, TenantId};
 use crate::pattern::Pattern;
-use crate::token::Verifier;
 use crate::wire::{Command, DecodeError, Dialect, RequestId, json, signaller};
 
 mod auth;
+mod control;
+pub use control::{ControlError, Stats};
 mod fanout;
 #[cfg(any(test, feature = "testing"))]
 mod invariants;
@@ -24,7 +25,7 @@ mod membership;
 mod pubsub;
 mod rooms;
 
-use auth::{AuthState, Grants};
+use auth::AuthState;
 use limits::{QuotaWindow, RateBucket};
 
 /// What a transport knows when a connection opens.
@@ -227,11 +228,10 @@ pub struct Hub {
     ids: IdGen,
     next_conn: u64,
     next_channel: u64,
-    /// `None` when no signing keys are configured: every token is refused.
-    verifier: Option<Verifier>,
-    /// Grants of anonymous connections and publishable keys, parsed once.
-    anonymous: Option<Arc<Grants>>,
-    publishable: BTreeMap<String, Arc<Grants>>,
+    /// Keys and grants, parsed once from the config (and again on reconfigure).
+    policy: auth::Policy,
+    /// After `shutdown`: every new connection is closed with 1001.
+    shutting_down: bool,
     conns: BTreeMap<ConnId, Conn>,
     channels: BTreeMap<ChannelId, Channel>,
     /// Channel ids by tenant and name (nested so lookups by `&str` allocate nothing).
@@ -324,33 +324,7 @@ impl Hub {
     /// Creates a hub. `now` and `unix_ms` anchor its clocks; nothing else reads time.
     /// Fails only on a configuration that cannot work (bad keys or grant patterns).
     pub fn new(config: Config, now: Instant, unix_ms: u64) -> Result<Self, ConfigError> {
-        let l = &config.limits;
-        if l.message_rate == 0 || l.message_burst == 0 {
-            return Err(ConfigError::Limit("message_rate and message_burst"));
-        }
-        if l.max_frame_bytes == 0 || l.max_channels_per_conn == 0 {
-            return Err(ConfigError::Limit(
-                "max_frame_bytes and max_channels_per_conn",
-            ));
-        }
-        let verifier = auth::verifier(&config)?;
-        let anonymous = config
-            .auth
-            .anonymous
-            .as_ref()
-            .map(|g| Grants::from_grant(g, &config).map(Arc::new))
-            .transpose()?;
-        let publishable = config
-            .auth
-            .publishable_keys
-            .iter()
-            .map(|k| {
-                Ok((
-                    k.key.clone(),
-                    Arc::new(Grants::from_grant(&k.grant, &config)?),
-                ))
-            })
-            .collect::<Result<_, ConfigError>>()?;
+        let policy = auth::Policy::from_config(&config)?;
         Ok(Self {
             ids: IdGen::new(config.id_seed),
             config,
@@ -358,9 +332,8 @@ impl Hub {
             now,
             next_conn: 1,
             next_channel: 1,
-            verifier,
-            anonymous,
-            publishable,
+            policy,
+            shutting_down: false,
             conns: BTreeMap::new(),
             channels: BTreeMap::new(),
             channel_ids: BTreeMap::new(),
@@ -421,6 +394,10 @@ impl Hub {
             conn,
             dialect: open.dialect,
         });
+        if self.shutting_down {
+            self.close(conn, CloseCode::GOING_AWAY, "server shutting down");
+            return conn;
+        }
         self.on_open_credentials(conn, open.credentials);
         self.finish_tick();
         conn

@@ -306,6 +306,17 @@ pub(crate) fn leave(id: &str) -> Bytes {
     out.freeze()
 }
 
+/// `/error|{"code":"..","message":"..","retryAfterMs":N}`: the shutdown notice.
+pub(crate) fn error_with_retry(code: &str, message: &str, retry_after_ms: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(64 + message.len());
+    out.put_slice(b"/error|");
+    put_json_escaped(
+        &mut out,
+        &serde_json::json!({ "code": code, "message": message, "retryAfterMs": retry_after_ms }),
+    );
+    out.freeze()
+}
+
 /// `/error|{"code":"..","message":".."}`, Switchyard's addition to the dialect.
 pub(crate) fn error(code: &str, message: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(32 + message.len());

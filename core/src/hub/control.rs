@@ -1,0 +1,234 @@
+//! The control plane: what an operator (REST, admin CLI) or, later, a broker adapter
+//! asks of the hub. Same rules as peers' commands, same fan-out path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::fanout::Frames;
+use super::pubsub::{Payload, message_frames};
+use super::{Event, Hub, Output, auth};
+use crate::codes::{CloseCode, ErrorCode};
+use crate::config::{Config, ConfigError};
+use crate::ids::{PeerId, SERVER_PEER_ID, TenantId};
+use crate::pattern::Pattern;
+use crate::wire::{Dialect, json, signaller};
+
+/// Counts for metrics and usage reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live connections.
+    pub connections: usize,
+    /// Live connections per dialect, in [`Dialect::ALL`] order.
+    pub connections_by_dialect: Vec<(Dialect, usize)>,
+    /// Connections still waiting to authenticate.
+    pub unauthenticated: usize,
+    /// Non-empty channels and rooms.
+    pub channels: usize,
+    /// Exact subscriptions and room memberships.
+    pub memberships: usize,
+    /// Wildcard subscriptions.
+    pub pattern_subscriptions: usize,
+    /// Armed timers.
+    pub timers: usize,
+}
+
+/// Why a control-plane request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The channel name is invalid or a pattern.
+    #[error("invalid channel: {0}")]
+    InvalidChannel(String),
+    /// The tenant's quota for the period is used up.
+    #[error("message quota for this period is used up")]
+    OverQuota,
+    /// `data` is not JSON.
+    #[error("data is not valid JSON")]
+    InvalidData,
+}
+
+impl Hub {
+    /// Publishes `data` (JSON) to `channel` in `tenant` on behalf of the server: every
+    /// subscriber gets it with `from: "_server"` (rtc-signaller peers:
+    /// `/message|_server|<data>`). Counts against the tenant's quota. Returns the
+    /// number of deliveries.
+    pub fn publish(
+        &mut self,
+        now: std::time::Instant,
+        tenant: &str,
+        channel: &str,
+        data: Bytes,
+    ) -> Result<usize, ControlError> {
+        self.tick(now);
+        let result = self.publish_inner(tenant, channel, data);
+        self.finish_tick();
+        result
+    }
+
+    fn publish_inner(
+        &mut self,
+        tenant: &str,
+        channel: &str,
+        data: Bytes,
+    ) -> Result<usize, ControlError> {
+        let pattern = Pattern::parse(channel, self.config.limits.max_channel_len)
+            .map_err(|e| ControlError::InvalidChannel(e.to_string()))?;
+        if pattern.is_wildcard() {
+            return Err(ControlError::InvalidChannel(
+                "cannot publish to a pattern".into(),
+            ));
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
+            return Err(ControlError::InvalidData);
+        }
+        let tenant = TenantId::new(tenant);
+        if !self.charge_tenant_quota(&tenant) {
+            return Err(ControlError::OverQuota);
+        }
+        let from = PeerId::new(SERVER_PEER_ID);
+        let meta = Map::new();
+        let payload = Payload::Json(&data);
+        let mut frames = Frames::new(message_frames(channel, &from, &meta, &payload, None));
+        Ok(self.deliver(&tenant, channel, None, &mut frames))
+    }
+
+    /// Closes every connection of `peer` in `tenant` with `code` (an operator's
+    /// disconnect is 4020). Returns how many were closed.
+    pub fn disconnect(
+        &mut self,
+        now: std::time::Instant,
+        tenant: &str,
+        peer: &str,
+        code: CloseCode,
+        reason: &'static str,
+    ) -> usize {
+        self.tick(now);
+        let conns: Vec<_> = self
+            .peers
+            .get(&(TenantId::new(tenant), PeerId::new(peer)))
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        for conn in &conns {
+            self.close(*conn, code, reason);
+        }
+        self.finish_tick();
+        conns.len()
+    }
+
+    /// The peers present in `channel` of `tenant` and their presence metadata, by id.
+    pub fn presence(&self, tenant: &str, channel: &str) -> Vec<(PeerId, Arc<Map<String, Value>>)> {
+        let Some(ch) = self.channel_id(&TenantId::new(tenant), channel) else {
+            return Vec::new();
+        };
+        self.channels[&ch]
+            .peers
+            .iter()
+            .map(|(p, presence)| (p.clone(), Arc::clone(&presence.metadata)))
+            .collect()
+    }
+
+    /// Counts for metrics.
+    pub fn stats(&self) -> Stats {
+        let by = |d: Dialect| self.conns.values().filter(|c| c.dialect == d).count();
+        Stats {
+            connections: self.conns.len(),
+            connections_by_dialect: Dialect::ALL.iter().map(|&d| (d, by(d))).collect(),
+            unauthenticated: self
+                .conns
+                .keys()
+                .filter(|c| !self.is_authenticated(**c))
+                .count(),
+            channels: self.channels.len(),
+            memberships: self.channels.values().map(|c| c.members.len()).sum(),
+            pattern_subscriptions: self.conns.values().map(|c| c.patterns.len()).sum(),
+            timers: self.timers.len(),
+        }
+    }
+
+    /// Graceful shutdown: every JSON peer gets `going_away` with `retry_after`, every
+    /// rtc-signaller peer an `/error` saying so, then every connection is closed with
+    /// 1001. Nobody is told of each departure (everyone is leaving). Connections that
+    /// open afterwards are closed with 1001 at once. Returns how many were closed.
+    pub fn shutdown(&mut self, now: std::time::Instant, retry_after: Duration) -> usize {
+        self.tick(now);
+        self.shutting_down = true;
+        let retry_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+        let json_frame = json::going_away(retry_ms);
+        let signaller_frame =
+            signaller::error_with_retry("going_away", "server shutting down", retry_ms);
+        let conns = std::mem::take(&mut self.conns);
+        for (&conn, c) in &conns {
+            let frame = match c.dialect {
+                Dialect::Signaller => signaller_frame.clone(),
+                Dialect::Json => json_frame.clone(),
+            };
+            self.out.push_back(Output::Send { conn, frame });
+            self.out.push_back(Output::Close {
+                conn,
+                code: CloseCode::GOING_AWAY,
+                reason: "server shutting down",
+            });
+            self.event(Event::Closed {
+                conn,
+                code: Some(CloseCode::GOING_AWAY),
+            });
+        }
+        self.channels.clear();
+        self.channel_ids.clear();
+        self.peers.clear();
+        self.patterns.clear();
+        self.timers.clear();
+        self.pending_presence.clear();
+        conns.len()
+    }
+
+    /// Swaps keys, grants and limits without a restart. New connections use the new
+    /// config at once, and so do the limits of existing ones; an existing connection
+    /// keeps its grants until it reconnects, unless what authenticated it is gone (a
+    /// removed signing key, publishable key, or anonymous access): then it is closed
+    /// with 4001. Returns how many were closed. An invalid config changes nothing.
+    pub fn reconfigure(
+        &mut self,
+        now: std::time::Instant,
+        config: Config,
+    ) -> Result<usize, ConfigError> {
+        self.tick(now);
+        let policy = auth::Policy::from_config(&config)?;
+        self.policy = policy;
+        self.config = config;
+        let revoked: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match &c.auth {
+                auth::AuthState::Ready(g) => !self.policy.still_allows(&g.origin),
+                auth::AuthState::Pending => false,
+            })
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in &revoked {
+            self.close(
+                *conn,
+                CloseCode::INVALID_TOKEN,
+                "credentials revoked by reconfiguration",
+            );
+        }
+        self.finish_tick();
+        Ok(revoked.len())
+    }
+}
+
+impl From<ControlError> for ErrorCode {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::InvalidChannel(_) => Self::InvalidChannel,
+            ControlError::OverQuota => Self::OverMessageQuota,
+            ControlError::InvalidData => Self::InvalidMessage,
+        }
+    }
+}
