@@ -8,5 +8,6 @@
 pub use switchyard_core as core;
 pub use switchyard_transports as transports;
 
+pub mod rest;
 pub mod server;
 pub mod settings;

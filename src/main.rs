@@ -167,12 +167,24 @@ fn serve(config: Option<PathBuf>) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = switchyard::server::start(&settings).await?;
+        let mut server = switchyard::server::start(&settings).await?;
         if dev {
             print_dev_banner(&settings, &server)?;
         }
-        tokio::signal::ctrl_c().await?;
-        tracing::info!("interrupted; exiting");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        let s = &settings.shutdown;
+        let told = server
+            .shutdown(
+                Duration::from_millis(s.retry_after_ms),
+                Duration::from_millis(s.drain_deadline_ms),
+            )
+            .await;
+        tracing::info!(connections = told, "shut down");
         Ok(())
     })
 }

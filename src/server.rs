@@ -24,6 +24,42 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl Running {
+    /// Graceful shutdown: stop accepting, tell every peer (`going_away`, then close
+    /// 1001), and wait until every connection has flushed and closed, or `deadline`.
+    /// Frames the hub queued before this (every acked publish) are written before the
+    /// close. Returns how many connections were told.
+    pub async fn shutdown(
+        &mut self,
+        retry_after: std::time::Duration,
+        deadline: std::time::Duration,
+    ) -> usize {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let told = self
+            .driver
+            .call(move |hub, now| hub.shutdown(now, retry_after))
+            .await
+            .unwrap_or(0);
+        let drained = async {
+            while self
+                .driver
+                .metrics()
+                .connections_by_wire()
+                .iter()
+                .any(|(_, n)| *n > 0)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(deadline, drained).await.is_err() {
+            tracing::warn!("shutdown deadline passed with connections still draining");
+        }
+        told
+    }
+}
+
 impl Drop for Running {
     /// Stops accepting when the server handle goes away (tests start many).
     fn drop(&mut self) {
@@ -35,17 +71,24 @@ impl Drop for Running {
 
 /// Starts the driver and every configured listener. Must run inside a tokio runtime.
 pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>> {
-    let driver = driver::start(settings.core_config()?, settings.driver_config())?;
+    let core = settings.core_config()?;
+    let signing = core.auth.keys.first().cloned();
+    let default_tenant = core.default_tenant.clone();
+    let driver = driver::start(core, settings.driver_config())?;
     let mut tasks = Vec::new();
     let ws_addr = match bind(&settings.listen.ws)? {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "WebSocket listening");
-            tasks.push(tokio::spawn(ws::serve(
-                listener,
+            tracing::info!(%addr, "WebSocket listening (REST and /metrics on the same port)");
+            let mut ws_config = settings.ws_config()?;
+            ws_config.http = Some(crate::rest::http_fallback(
                 driver.clone(),
-                settings.ws_config()?,
-            )));
+                settings.api.keys.clone(),
+                signing,
+                default_tenant,
+                settings.api.metrics_require_key,
+            ));
+            tasks.push(tokio::spawn(ws::serve(listener, driver.clone(), ws_config)));
             Some(addr)
         }
         None => None,

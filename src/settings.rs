@@ -35,6 +35,39 @@ pub struct Settings {
     pub auth: Auth,
     /// The core's limits.
     pub limits: LimitSettings,
+    /// The REST control plane and metrics.
+    pub api: ApiSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+}
+
+/// The REST control plane (served on the WebSocket port).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// API keys for `/v1/*`.
+    pub keys: Vec<crate::rest::ApiKey>,
+    /// Require an API key for `/metrics` too (default: open, like `/healthz`).
+    pub metrics_require_key: bool,
+}
+
+/// Graceful shutdown on SIGTERM/SIGINT.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// The reconnect hint in `going_away`, milliseconds.
+    pub retry_after_ms: u64,
+    /// How long connections may take to drain after the close, milliseconds.
+    pub drain_deadline_ms: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            retry_after_ms: 5_000,
+            drain_deadline_ms: 10_000,
+        }
+    }
 }
 
 /// Where to listen. A listener set to `""` is off.
@@ -407,7 +440,9 @@ impl Settings {
 /// Sets `section.key` in `doc` from an environment value (`ws_listen`-style names
 /// resolve against the known sections).
 fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), SettingsError> {
-    const SECTIONS: [&str; 5] = ["listen", "ws", "driver", "auth", "limits"];
+    const SECTIONS: [&str; 7] = [
+        "listen", "ws", "driver", "auth", "limits", "api", "shutdown",
+    ];
     let Some((section, key)) = SECTIONS.iter().find_map(|s| {
         name.strip_prefix(s)
             .and_then(|r| r.strip_prefix('_'))
@@ -498,6 +533,17 @@ quota_messages = 0           # per tenant per period; 0 = no quota
 quota_period_secs = 3600
 reserved_prefixes = ["_system/", "_internal/", "_metered/"]
 default_tenant = "default"
+
+[api]
+metrics_require_key = false  # /metrics and /healthz are open by default; /v1/* need a key
+# [[api.keys]]
+# id = "ak_ops"
+# secret = "change-me"
+# tenant = "default"         # optional: the key acts on this tenant only
+
+[shutdown]
+retry_after_ms = 5000        # the going_away hint
+drain_deadline_ms = 10000    # how long connections may take to flush and close
 "#
     )
 }

@@ -368,3 +368,31 @@ async fn a_whole_hub_runs_in_a_pipeline_over_stdio() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_says_going_away_closes_1001_and_exits_cleanly() {
+    let dir = temp_dir("sigterm");
+    let config = write_config(&dir);
+    let mut server = serve(&config).await;
+    let token = token(&config, "js").await;
+    let mut js = Ws::connect(server.ws, &format!("/v1?token={token}")).await;
+    assert!(js.expect_text("welcome").await.contains("welcome"));
+    let pid = server.child.id().expect("server pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(killed.success());
+    assert_eq!(
+        js.expect_text("going_away").await,
+        r#"{"type":"going_away","retryAfterMs":5000}"#
+    );
+    assert_eq!(js.expect_close("1001").await.0, 1001);
+    let status = tokio::time::timeout(WAIT, server.child.wait())
+        .await
+        .expect("server did not exit after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

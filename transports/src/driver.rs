@@ -19,12 +19,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use switchyard_core::config::ConfigError;
 use switchyard_core::{CloseCode, Config, ConnId, Event, Hub, Input, Open, Output};
 use tokio::sync::mpsc::error::TrySendError;
+
+use crate::metrics::Metrics;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// How the driver and its connections are sized. The hub's own policy lives in
@@ -103,6 +106,7 @@ pub struct DriverHandle {
 /// Settings connections read without asking the driver.
 struct Shared {
     permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
     max_frame_bytes: usize,
     outbound_queue: usize,
     close_timeout: Duration,
@@ -143,8 +147,10 @@ pub fn start(hub_config: Config, config: DriverConfig) -> Result<DriverHandle, C
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let max_frame_bytes = hub_config.limits.max_frame_bytes;
     let hub = Hub::new(hub_config, now, unix_ms)?;
+    let metrics = Arc::new(Metrics::default());
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(config.max_connections)),
+        metrics: Arc::clone(&metrics),
         max_frame_bytes,
         outbound_queue: config.outbound_queue.max(1),
         close_timeout: config.close_timeout,
@@ -152,6 +158,7 @@ pub fn start(hub_config: Config, config: DriverConfig) -> Result<DriverHandle, C
     let (inbox, rx) = mpsc::channel(config.inbox.max(1));
     let driver = Driver {
         hub,
+        metrics,
         links: BTreeMap::new(),
         batch: config.batch.max(1),
     };
@@ -186,6 +193,16 @@ impl DriverHandle {
         rx.await.map_err(|_| DriverGone)
     }
 
+    /// The driver's counters (for `/metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Gauge: messages waiting in the driver's inbox.
+    pub fn inbox_depth(&self) -> usize {
+        self.inbox.max_capacity() - self.inbox.capacity()
+    }
+
     /// Largest frame the hub accepts; transports size their read limits with it.
     pub fn max_frame_bytes(&self) -> usize {
         self.shared.max_frame_bytes
@@ -207,6 +224,7 @@ impl DriverHandle {
 /// The state of the driver task.
 struct Driver {
     hub: Hub,
+    metrics: Arc<Metrics>,
     links: BTreeMap<ConnId, Link>,
     batch: usize,
 }
@@ -268,6 +286,7 @@ impl Driver {
                     // Dropping the link ends the writer once it has written what is queued.
                     self.links.remove(conn);
                 }
+                self.metrics.input(&input);
                 self.hub.handle(now, input);
             }
             ToDriver::Control(f) => f(&mut self.hub, now),
@@ -287,10 +306,16 @@ impl Driver {
                             continue;
                         };
                         match link.frames.try_send(frame) {
-                            Ok(()) => {}
+                            Ok(()) => {
+                                self.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+                            }
                             Err(TrySendError::Full(_)) => blocked.push(conn),
                             // The pump is gone; its `Closed` input is on its way.
-                            Err(TrySendError::Closed(_)) => {}
+                            Err(TrySendError::Closed(_)) => {
+                                self.metrics
+                                    .dropped_for_closed
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     Output::Close { conn, code, reason } => {
@@ -298,7 +323,10 @@ impl Driver {
                             let _ = link.close.send(CloseOrder { code, reason });
                         }
                     }
-                    Output::Event(event) => log_event(&event),
+                    Output::Event(event) => {
+                        self.metrics.event(&event);
+                        log_event(&event);
+                    }
                     _ => {}
                 }
             }

@@ -68,6 +68,7 @@
 pub mod conn;
 pub mod driver;
 pub mod lines;
+pub mod metrics;
 pub mod stdio;
 pub mod tcp;
 pub mod ws;
@@ -77,4 +78,4 @@ mod accept;
 pub use conn::{FrameRead, FrameWrite, ReadError};
 pub use driver::{Admission, DriverConfig, DriverGone, DriverHandle};
 pub use tcp::{LineDialect, TcpConfig};
-pub use ws::WsConfig;
+pub use ws::{HttpFallback, WsConfig};

@@ -24,6 +24,7 @@ use crate::lines::{LineReader, LineWriter, push_line};
 pub async fn serve_stdio(driver: &DriverHandle, dialect: Dialect) {
     let reader = LineReader::new(tokio::io::stdin(), driver.max_frame_bytes());
     let writer = LineWriter::new(tokio::io::stdout(), dialect);
+    let _counted = driver.metrics().track("stdio");
     driver.serve(reader, writer, Open::new(dialect)).await;
 }
 

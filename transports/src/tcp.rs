@@ -119,6 +119,7 @@ async fn connection(
     let writer = LineWriter::new(write, dialect);
     let mut open = Open::new(dialect);
     open.remote = Some(remote);
+    let _counted = driver.metrics().track("tcp");
     admission.serve(reader, writer, open).await;
 }
 

@@ -53,6 +53,26 @@ pub struct WsConfig {
     pub read_buffer_size: usize,
     /// tungstenite's write buffer per connection (writes flush past it).
     pub write_buffer_size: usize,
+    /// Where plain HTTP requests on this port go (REST, `/metrics`); `None` answers
+    /// them like tungstenite does (400).
+    pub http: Option<HttpFallback>,
+}
+
+/// Serves a plain HTTP connection (not a WebSocket upgrade) that arrived on the
+/// WebSocket port, with nothing read from it yet. The control plane shares the port
+/// this way without the transport knowing what it serves.
+#[derive(Clone)]
+pub struct HttpFallback(pub std::sync::Arc<HttpHandler>);
+
+/// What an [`HttpFallback`] runs for one connection.
+pub type HttpHandler = dyn Fn(TcpStream, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+    + Send
+    + Sync;
+
+impl std::fmt::Debug for HttpFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpFallback")
+    }
 }
 
 impl Default for WsConfig {
@@ -64,6 +84,7 @@ impl Default for WsConfig {
             handshake_timeout: Duration::from_secs(10),
             read_buffer_size: 4 * 1024,
             write_buffer_size: 4 * 1024,
+            http: None,
         }
     }
 }
@@ -84,6 +105,14 @@ pub async fn serve(listener: TcpListener, driver: DriverHandle, config: WsConfig
 )]
 async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle, config: WsConfig) {
     let _ = stream.set_nodelay(true);
+    if let Some(http) = &config.http {
+        match tokio::time::timeout(config.handshake_timeout, is_upgrade(&stream)).await {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => return (http.0)(stream, remote).await,
+            Ok(None) => return,
+            Err(_) => return tracing::debug!(%remote, "request head timed out"),
+        }
+    }
     // Taken before the upgrade; over the cap the upgrade still completes, so that a
     // browser can read the 4010.
     let admission = driver.admit();
@@ -127,7 +156,44 @@ async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle,
     let mut open = Open::new(dialect);
     open.credentials = credentials;
     open.remote = Some(remote);
+    let _counted = driver.metrics().track("ws");
     admission.serve(reader, writer, open).await;
+}
+
+/// Whether the request waiting on `stream` asks for a WebSocket upgrade, judged from
+/// its head without consuming it (`None`: the client went away first). Heads larger
+/// than 8 KiB are judged on their first 8 KiB.
+async fn is_upgrade(stream: &TcpStream) -> Option<bool> {
+    const MAX_HEAD: usize = 8 * 1024;
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let head = &buf[..n];
+        if n == MAX_HEAD || head.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Some(has_upgrade_header(head));
+        }
+        if n == seen {
+            // Nothing new since the last look: wait a little for the rest of the head.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        seen = n;
+    }
+}
+
+/// `Upgrade: websocket` among the head's header lines (names and values compared
+/// without case).
+fn has_upgrade_header(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let line = String::from_utf8_lossy(line);
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("upgrade")
+                && value.trim().eq_ignore_ascii_case("websocket")
+        })
+    })
 }
 
 /// The upgrade callback: negotiate, answer 404 or echo the chosen subprotocol.

@@ -1,0 +1,360 @@
+//! The REST control plane and operations endpoints on the WebSocket port, against a
+//! real server: API keys, publish, token minting, presence, disconnect, usage,
+//! Prometheus metrics read by a real parser, and graceful shutdown under load.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{WAIT, Ws};
+use serde_json::{Value, json};
+use switchyard::server::{self, Running};
+use switchyard::settings::Settings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+const CONFIG: &str = r#"
+[listen]
+ws = "127.0.0.1:0"
+[auth]
+anonymous = true
+[[auth.keys]]
+kid = "k1"
+secret = "rest-test-secret-0123456789abcdef"
+[[api.keys]]
+id = "ak_ops"
+secret = "ops-secret"
+[[api.keys]]
+id = "ak_acme"
+secret = "acme-secret"
+tenant = "acme"
+"#;
+
+async fn start() -> (Running, SocketAddr) {
+    let settings = Settings::from_toml(CONFIG, std::iter::empty()).expect("test config");
+    let running = server::start(&settings).await.expect("server starts");
+    let addr = running.ws_addr.expect("ws listener");
+    (running, addr)
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(auth) = auth {
+        request.push_str(&format!("Authorization: Bearer {auth}\r\n"));
+    }
+    request.push_str("Content-Type: application/json\r\n\r\n");
+    request.push_str(&body);
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap_or_else(|_| panic!("no response to {method} {path}"))
+        .expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn json_peer(addr: SocketAddr, channel: &str) -> (Ws, String) {
+    let mut ws = Ws::connect(addr, "/v1").await;
+    let welcome: Value = serde_json::from_str(&ws.expect_text("welcome").await).unwrap();
+    let peer = welcome["peerId"].as_str().unwrap().to_owned();
+    ws.send(&json!({"type": "subscribe", "channel": channel, "requestId": "s"}).to_string())
+        .await;
+    assert!(ws.expect_text("ack").await.contains(r#""type":"ack""#));
+    ws.expect_text("presence snapshot").await;
+    (ws, peer)
+}
+
+#[tokio::test]
+async fn publish_needs_a_good_key_and_reaches_subscribers_from_the_server() {
+    let (_server, addr) = start().await;
+    let (mut peer, _) = json_peer(addr, "news").await;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/publish",
+        Some("ak_ops:ops-secret"),
+        Some(json!({"channel": "news", "data": {"n": 1}})),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"deliveries":1}"#));
+    assert_eq!(
+        peer.expect_text("the server's message").await,
+        r#"{"type":"message","channel":"news","from":"_server","data":{"n":1}}"#
+    );
+    // An opaque key (the secret alone) works too.
+    let (status, _) = http(
+        addr,
+        "POST",
+        "/v1/publish",
+        Some("ops-secret"),
+        Some(json!({"channel": "news", "data": 2})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (auth, want) in [
+        (None, 401),
+        (Some("ak_ops:wrong"), 401),
+        (Some("wrong"), 401),
+    ] {
+        let (status, body) = http(
+            addr,
+            "POST",
+            "/v1/publish",
+            auth,
+            Some(json!({"channel": "news", "data": 1})),
+        )
+        .await;
+        assert_eq!(status, want, "{auth:?}: {body}");
+        let error: Value = serde_json::from_str(&body).expect("JSON error body");
+        assert_eq!(error["code"], "unauthenticated");
+    }
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/publish",
+        Some("ak_ops:ops-secret"),
+        Some(json!({"channel": "news/*", "data": 1})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""code":"invalid_channel""#), "{body}");
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/publish",
+        Some("ak_ops:ops-secret"),
+        Some(json!({"data": 1})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // A key bound to a tenant cannot act on another.
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/publish",
+        Some("ak_acme:acme-secret"),
+        Some(json!({"channel": "news", "data": 1, "tenant": "default"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http(addr, "GET", "/v1/nothing", Some("ops-secret"), None).await;
+    assert_eq!((status, body.contains("not_found")), (404, true));
+}
+
+#[tokio::test]
+async fn minted_tokens_work_and_presence_and_disconnect_act_on_peers() {
+    let (_server, addr) = start().await;
+    let (status, body) = http(addr, "POST", "/v1/tokens", Some("ak_ops:ops-secret"),
+        Some(json!({"sub": "alice", "channels": ["room-*"], "permissions": ["subscribe", "presence"], "ttl": 60}))).await;
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut alice = Ws::connect(addr, &format!("/v1?token={token}")).await;
+    assert!(
+        alice
+            .expect_text("welcome")
+            .await
+            .contains(r#""peerId":"alice""#)
+    );
+    alice
+        .send(r#"{"type":"subscribe","channel":"room-1","requestId":"s"}"#)
+        .await;
+    assert!(alice.expect_text("ack").await.contains("ack"));
+
+    let (status, body) = http(
+        addr,
+        "GET",
+        "/v1/presence?channel=room-1",
+        Some("ak_ops:ops-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            r#"{"channel":"room-1","peers":[{"metadata":{},"peerId":"alice"}]}"#
+        )
+    );
+
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/disconnect",
+        Some("ak_ops:ops-secret"),
+        Some(json!({"peerId": "alice"})),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"disconnected":1}"#));
+    assert_eq!(alice.expect_close("the operator's close").await.0, 4020);
+    let (status, _) = http(
+        addr,
+        "POST",
+        "/v1/disconnect",
+        Some("ak_ops:ops-secret"),
+        Some(json!({"peerId": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, body) = http(addr, "GET", "/v1/usage", Some("ak_ops:ops-secret"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let usage: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(usage["tenant"], "default");
+    let (status, body) = http(addr, "GET", "/healthz", None, None).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, body) = http(addr, "GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["openapi"],
+        "3.0.3"
+    );
+}
+
+#[tokio::test]
+async fn metrics_parse_with_a_prometheus_parser_and_count_what_happened() {
+    let (_server, addr) = start().await;
+    let (_a, _) = json_peer(addr, "c").await;
+    let (mut b, _) = json_peer(addr, "c").await;
+    let mut bad = Ws::connect(addr, "/v1?token=not-a-jwt").await;
+    assert_eq!(bad.expect_close("4001").await.0, 4001);
+    b.send(r#"{"type":"publish","channel":"c","data":1}"#).await;
+    b.send("garbage").await;
+    assert!(
+        b.expect_text("invalid_message")
+            .await
+            .contains("invalid_message")
+    );
+    let (status, text) = http(addr, "GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {label:?} in\n{text}"))
+    };
+    assert_eq!(
+        value("switchyard_connections", Some(("transport", "ws"))),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "switchyard_connections_by_dialect",
+            Some(("dialect", "json"))
+        ),
+        2.0
+    );
+    assert_eq!(value("switchyard_channels", None), 1.0);
+    assert!(value("switchyard_messages_total", None) >= 1.0);
+    assert!(value("switchyard_deliveries_total", None) >= 1.0);
+    assert_eq!(
+        value(
+            "switchyard_auth_failures_total",
+            Some(("reason", "malformed"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("switchyard_server_closes_total", Some(("code", "4001"))),
+        1.0
+    );
+    assert_eq!(
+        value("switchyard_errors_total", Some(("code", "invalid_message"))),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_delivers_every_acked_publish_then_says_going_away() {
+    let (mut server, addr) = start().await;
+    let (mut receiver, _) = json_peer(addr, "load").await;
+    let (mut publisher, _) = json_peer(addr, "load").await;
+    receiver.expect_text("publisher's presence").await;
+    let mut rtc = Ws::connect(addr, "/").await;
+    rtc.send(&common::announce("rtc", "load")).await;
+    // Publish a burst and wait for every ack: these must all be delivered.
+    const N: usize = 40;
+    for i in 0..N {
+        publisher.send(&json!({"type": "publish", "channel": "load", "data": i, "requestId": i.to_string()}).to_string()).await;
+    }
+    let mut acked = 0;
+    while acked < N {
+        if publisher
+            .expect_text("acks")
+            .await
+            .contains(r#""type":"ack""#)
+        {
+            acked += 1;
+        }
+    }
+    let told = server
+        .shutdown(Duration::from_millis(1500), Duration::from_secs(5))
+        .await;
+    assert_eq!(told, 3);
+    let mut received = Vec::new();
+    let going_away = loop {
+        match receiver.next("messages, going_away, close").await {
+            Message::Text(t) if t.contains(r#""type":"message""#) => {
+                let m: Value = serde_json::from_str(&t).unwrap();
+                received.push(m["data"].as_u64().unwrap() as usize);
+            }
+            Message::Text(t) if t.contains("going_away") => break t,
+            Message::Text(t) if t.contains(r#""type":"presence""#) => {}
+            other => panic!("unexpected before going_away: {other:?}"),
+        }
+    };
+    assert_eq!(
+        received,
+        (0..N).collect::<Vec<_>>(),
+        "acked publishes lost or reordered"
+    );
+    assert_eq!(going_away, r#"{"type":"going_away","retryAfterMs":1500}"#);
+    assert_eq!(receiver.expect_close("1001").await.0, 1001);
+    let (code, _) = rtc.expect_close("the rtc-signaller peer's 1001").await;
+    assert_eq!(code, 1001);
+    // The listener is gone.
+    assert!(
+        TcpStream::connect(addr).await.is_err() || {
+            let (status, _) = http(addr, "GET", "/healthz", None, None).await;
+            status == 0
+        }
+    );
+}
