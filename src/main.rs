@@ -159,8 +159,8 @@ fn dev_settings() -> Result<Settings> {
 fn serve(config: Option<PathBuf>) -> Result<()> {
     init_logs();
     let dev = config.is_none();
-    let settings = match config {
-        Some(path) => load(Some(path))?,
+    let settings = match &config {
+        Some(path) => load(Some(path.clone()))?,
         None => dev_settings()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -53,12 +53,24 @@ impl std::fmt::Debug for ApiKey {
 #[derive(Clone)]
 struct Api {
     driver: DriverHandle,
-    keys: Arc<Vec<ApiKey>>,
-    /// Signs tokens for `POST /v1/tokens` (the first configured key).
-    signing: Option<SigningKey>,
-    default_tenant: String,
-    metrics_need_key: bool,
+    reloadable: Arc<RwLock<Reloadable>>,
 }
+
+/// What a config reload replaces.
+#[derive(Debug)]
+pub struct Reloadable {
+    /// API keys for `/v1/*`.
+    pub keys: Vec<ApiKey>,
+    /// Signs tokens for `POST /v1/tokens` (the first configured signing key).
+    pub signing: Option<SigningKey>,
+    /// The tenant of requests that name none.
+    pub default_tenant: String,
+    /// Whether `/metrics` needs an API key.
+    pub metrics_need_key: bool,
+}
+
+/// The control plane's shared, reloadable settings.
+pub type Shared = Arc<RwLock<Reloadable>>;
 
 /// An error response: `{"code","message"}` with a status.
 struct ApiError(StatusCode, &'static str, String);
@@ -103,20 +115,8 @@ fn router(api: Api) -> Router {
 }
 
 /// The hook the WebSocket listener calls for plain HTTP connections.
-pub fn http_fallback(
-    driver: DriverHandle,
-    keys: Vec<ApiKey>,
-    signing: Option<SigningKey>,
-    default_tenant: String,
-    metrics_need_key: bool,
-) -> HttpFallback {
-    let router = router(Api {
-        driver,
-        keys: Arc::new(keys),
-        signing,
-        default_tenant,
-        metrics_need_key,
-    });
+pub fn http_fallback(driver: DriverHandle, reloadable: Shared) -> HttpFallback {
+    let router = router(Api { driver, reloadable });
     HttpFallback(Arc::new(move |stream: TcpStream, remote: SocketAddr| {
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         Box::pin(async move {
@@ -134,6 +134,12 @@ pub fn http_fallback(
 }
 
 impl Api {
+    fn settings(&self) -> std::sync::RwLockReadGuard<'_, Reloadable> {
+        self.reloadable
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The tenant the caller may act on: the key's, else the asked one, else the default.
     fn tenant(&self, headers: &HeaderMap, asked: Option<String>) -> Result<String, ApiError> {
         let key = self.key(headers).ok_or_else(unauthorized)?;
@@ -144,23 +150,27 @@ impl Api {
                 "this API key is bound to another tenant".into(),
             )),
             (Some(bound), _) => Ok(bound.clone()),
-            (None, asked) => Ok(asked.unwrap_or_else(|| self.default_tenant.clone())),
+            (None, asked) => Ok(asked.unwrap_or_else(|| self.settings().default_tenant.clone())),
         }
     }
 
     /// The API key the request presents, if it is a configured one.
-    fn key(&self, headers: &HeaderMap) -> Option<&ApiKey> {
+    fn key(&self, headers: &HeaderMap) -> Option<ApiKey> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let presented = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))?
             .trim();
-        self.keys.iter().find(|k| {
-            let full = presented.split_once(':').is_some_and(|(id, secret)| {
-                constant_eq(id, &k.id) && constant_eq(secret, &k.secret)
-            });
-            full || constant_eq(presented, &k.secret)
-        })
+        self.settings()
+            .keys
+            .iter()
+            .find(|k| {
+                let full = presented.split_once(':').is_some_and(|(id, secret)| {
+                    constant_eq(id, &k.id) && constant_eq(secret, &k.secret)
+                });
+                full || constant_eq(presented, &k.secret)
+            })
+            .cloned()
     }
 }
 
@@ -225,9 +235,9 @@ struct TokenBody {
 }
 
 async fn tokens(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let key = api.key(&headers).ok_or_else(unauthorized)?.clone();
+    let key = api.key(&headers).ok_or_else(unauthorized)?;
     let body: TokenBody = parse(&body)?;
-    let signing = api.signing.ok_or_else(|| {
+    let signing = api.settings().signing.clone().ok_or_else(|| {
         ApiError(
             StatusCode::CONFLICT,
             "no_signing_key",
@@ -346,7 +356,8 @@ async fn usage(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
 }
 
 async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
-    if api.metrics_need_key && api.key(&headers).is_none() {
+    let need_key = api.settings().metrics_need_key;
+    if need_key && api.key(&headers).is_none() {
         return Err(unauthorized());
     }
     let stats = api

@@ -2,6 +2,7 @@
 //! Used by the `switchyard` binary and by the integration tests (which bind port 0).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 use switchyard_transports::{DriverHandle, driver, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
@@ -21,10 +22,32 @@ pub struct Running {
     pub tcp_addr: Option<SocketAddr>,
     /// The driver, for control-plane calls and custom transports.
     pub driver: DriverHandle,
+    control: crate::rest::Shared,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
+    /// Applies a new config without a restart: signing keys, publishable keys,
+    /// anonymous access, limits and API keys. Connections whose credentials are gone
+    /// are closed with 4001; the rest keep going. Listener addresses, TLS and driver
+    /// sizes need a restart. Returns how many connections were closed; on an invalid
+    /// config nothing changes.
+    pub async fn reload(&self, settings: &Settings) -> Result<usize, Box<dyn std::error::Error>> {
+        settings.validate()?;
+        let core = settings.core_config()?;
+        let next = reloadable(settings, &core);
+        let closed = self
+            .driver
+            .call(move |hub, now| hub.reconfigure(now, core))
+            .await
+            .map_err(|e| e.to_string())??;
+        *self
+            .control
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(closed)
+    }
+
     /// Graceful shutdown: stop accepting, tell every peer (`going_away`, then close
     /// 1001), and wait until every connection has flushed and closed, or `deadline`.
     /// Frames the hub queued before this (every acked publish) are written before the
@@ -72,8 +95,7 @@ impl Drop for Running {
 /// Starts the driver and every configured listener. Must run inside a tokio runtime.
 pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>> {
     let core = settings.core_config()?;
-    let signing = core.auth.keys.first().cloned();
-    let default_tenant = core.default_tenant.clone();
+    let control = Arc::new(RwLock::new(reloadable(settings, &core)));
     let driver = driver::start(core, settings.driver_config())?;
     let mut tasks = Vec::new();
     let ws_addr = match bind(&settings.listen.ws)? {
@@ -83,10 +105,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
             let mut ws_config = settings.ws_config()?;
             ws_config.http = Some(crate::rest::http_fallback(
                 driver.clone(),
-                settings.api.keys.clone(),
-                signing,
-                default_tenant,
-                settings.api.metrics_require_key,
+                Arc::clone(&control),
             ));
             tasks.push(tokio::spawn(ws::serve(listener, driver.clone(), ws_config)));
             Some(addr)
@@ -110,8 +129,19 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         ws_addr,
         tcp_addr,
         driver,
+        control,
         tasks,
     })
+}
+
+/// The control plane's reloadable part of `settings`.
+fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::rest::Reloadable {
+    crate::rest::Reloadable {
+        keys: settings.api.keys.clone(),
+        signing: core.auth.keys.first().cloned(),
+        default_tenant: core.default_tenant.clone(),
+        metrics_need_key: settings.api.metrics_require_key,
+    }
 }
 
 /// Binds `addr` with a deep backlog; `""` means no listener.

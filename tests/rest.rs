@@ -358,3 +358,73 @@ async fn graceful_shutdown_delivers_every_acked_publish_then_says_going_away() {
         }
     );
 }
+
+#[tokio::test]
+async fn reload_swaps_keys_while_clients_are_connected() {
+    let (server, addr) = start().await;
+    let mint = |secret: &str, kid: &str, sub: &str| {
+        let key = switchyard_core::token::SigningKey {
+            kid: kid.into(),
+            secret: secret.as_bytes().to_vec(),
+            ..switchyard_core::testing::test_key()
+        };
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        switchyard_core::token::mint(
+            &key,
+            &json!({"sub": sub, "exp": exp, "channels": ["**"], "permissions": ["subscribe"]}),
+        )
+        .unwrap()
+    };
+    let old_token = mint("rest-test-secret-0123456789abcdef", "k1", "old");
+    let mut old = Ws::connect(addr, &format!("/v1?token={old_token}")).await;
+    assert!(
+        old.expect_text("welcome")
+            .await
+            .contains(r#""peerId":"old""#)
+    );
+
+    // Rotate: k2 replaces k1, and the ops API key changes.
+    let next = CONFIG
+        .replace(r#"kid = "k1""#, r#"kid = "k2""#)
+        .replace(
+            "rest-test-secret-0123456789abcdef",
+            "rotated-secret-0123456789abcdefgh",
+        )
+        .replace(r#"secret = "ops-secret""#, r#"secret = "ops-secret-2""#);
+    let settings = Settings::from_toml(&next, std::iter::empty()).expect("next config");
+    assert_eq!(server.reload(&settings).await.expect("reload"), 1);
+    let (code, reason) = old.expect_close("the revoked token's close").await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4001, "credentials revoked by reconfiguration")
+    );
+
+    let new_token = mint("rotated-secret-0123456789abcdefgh", "k2", "new");
+    let mut new = Ws::connect(addr, &format!("/v1?token={new_token}")).await;
+    assert!(
+        new.expect_text("welcome")
+            .await
+            .contains(r#""peerId":"new""#)
+    );
+    let mut stale = Ws::connect(addr, &format!("/v1?token={old_token}")).await;
+    assert_eq!(stale.expect_close("the old key's token").await.0, 4001);
+
+    let (status, _) = http(addr, "GET", "/v1/usage", Some("ak_ops:ops-secret"), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = http(addr, "GET", "/v1/usage", Some("ak_ops:ops-secret-2"), None).await;
+    assert_eq!(status, 200);
+
+    // An invalid config is refused and changes nothing.
+    let broken = Settings::from_toml(
+        &next,
+        [("SWITCHYARD_LIMITS_MESSAGE_RATE".to_owned(), "0".to_owned())],
+    );
+    assert!(broken.is_err());
+    new.send(r#"{"type":"subscribe","channel":"x","requestId":"s"}"#)
+        .await;
+    assert!(new.expect_text("still served").await.contains("ack"));
+}
