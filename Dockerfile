@@ -2,7 +2,7 @@
 #   docker build -t switchyard .
 #   docker run -p 8080:8080 -v $PWD/switchyard.toml:/etc/switchyard.toml:ro switchyard
 # The config must listen on 0.0.0.0 inside the container (SWITCHYARD_LISTEN_WS below).
-FROM rust:1.88-bookworm AS build
+FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin switchyard
