@@ -130,12 +130,23 @@ async fn a_websocket_frame_with_line_breaks_cannot_forge_lines_for_line_peers() 
     line.expect_line("line's roominfo").await;
     web.expect_text("line's announce").await;
 
+    // The core refuses an rtc-signaller frame with a line break inside…
     web.send("/chat|web|hi\n/leave|line|{\"id\":\"line\"}")
         .await;
-    assert_eq!(
-        line.expect_line("web's chat, as one line").await,
-        r#"/chat|web|hi /leave|line|{"id":"line"}"#
+    assert!(
+        web.expect_text("the refusal")
+            .await
+            .contains("line breaks inside an rtc-signaller frame")
     );
+    // …and JSON data (where a raw line break is legal whitespace) is flattened by the
+    // line writer, so a JSON publish cannot forge a line either.
+    let mut json = Ws::connect(server.ws, "/v1").await;
+    json.expect_text("json's welcome").await;
+    json.send("{\"type\":\"publish\",\"channel\":\"r\",\"data\":[1,\n2]}")
+        .await;
+    let forwarded = line.expect_line("the JSON publish, as one line").await;
+    assert!(forwarded.starts_with("/message|"), "{forwarded}");
+    assert!(forwarded.ends_with("|[1, 2]"), "{forwarded}");
     web.send(r#"/chat|web|{"next":1}"#).await;
     assert_eq!(
         line.expect_line("the next frame").await,

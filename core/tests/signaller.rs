@@ -395,3 +395,21 @@ fn same_inputs_give_the_same_bytes() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn line_breaks_inside_a_frame_are_refused() {
+    let mut t = room_of_three();
+    t.send("bob", "/chat|bob|x\n/leave|alice|{\"id\":\"alice\"}");
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"bob <- /error|{"code":"invalid_message","message":"line breaks inside an rtc-signaller frame"}"#
+        ]
+    );
+    // A trailing line break is just the end of the line.
+    t.send("bob", "/chat|bob|ok\r\n");
+    assert_eq!(
+        t.transcript(),
+        [r#"alice <- /chat|bob|ok"#, r#"carol <- /chat|bob|ok"#]
+    );
+}

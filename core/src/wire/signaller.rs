@@ -83,6 +83,13 @@ impl Signal {
 pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
     let text = std::str::from_utf8(&frame).map_err(|_| DecodeError::NotText)?;
     let text = text.trim_end_matches(['\r', '\n']);
+    if text.contains(['\r', '\n']) {
+        // One frame is one line on line transports: a line break inside would let a
+        // sender forge a second frame for line clients.
+        return Err(DecodeError::malformed(
+            "line breaks inside an rtc-signaller frame",
+        ));
+    }
     if !text.starts_with('/') {
         return Err(DecodeError::malformed(
             "rtc-signaller frames start with '/<command>'",
