@@ -1,0 +1,368 @@
+#!/usr/bin/env node
+// The real rtc.io client (rtc-signaller 6.3.0 over rtc-switchboard-messenger 2.0.4)
+// against a running Switchyard server's rtc-signaller endpoint.
+//
+//   node rtc-signaller.js --url ws://127.0.0.1:PORT --kid KID --secret SECRET --auth MODE
+//
+// MODE says how the peers authenticate:
+//   none      the server allows anonymous peers; ids are the client's own cuids. Alice
+//             still puts a (valid) token in her announce data: it must never travel.
+//   announce  every peer announces with a `token` attribute (in-band auth); the client
+//             repeats it in every announce and autoreply, so the server must strip it.
+//   query     every peer connects to `<url>/?token=JWT`; the messenger appends the
+//             endpoint, so the server sees `/?token=JWT/`.
+//
+// Alice, Carol and Dave live in this process. Bob lives in a child process (forked with
+// an IPC channel), so that SIGKILL can take him away without a `/leave`.
+// Exit 0 when every check passed; 1 with the failed check; 2 on the global timeout.
+
+'use strict';
+
+// rtc-core/detect reads the global `navigator` at load time; Node 20 has none.
+if (typeof globalThis.navigator === 'undefined') {
+  globalThis.navigator = {
+    userAgent:
+      'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+  };
+}
+
+const { fork } = require('node:child_process');
+const crypto = require('node:crypto');
+const jwt = require('jsonwebtoken');
+const rtcSignaller = require('rtc-signaller');
+const switchboardMessenger = require('rtc-switchboard-messenger');
+
+const STEP_MS = 4000;
+const GLOBAL_MS = 15000;
+const LEAVE_MS = 3000;
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i += 1) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+    const key = a.slice(2);
+    if (key === 'child') {
+      out.child = true;
+      continue;
+    }
+    out[key] = argv[i + 1];
+    i += 1;
+  }
+  return out;
+}
+
+function mintToken(sub, room, opts) {
+  return jwt.sign(
+    {
+      sub,
+      channels: [room],
+      permissions: ['publish', 'subscribe', 'presence', 'send'],
+      exp: Math.floor(Date.now() / 1000) + 600,
+    },
+    opts.secret,
+    { algorithm: 'HS256', header: { alg: 'HS256', kid: opts.kid } },
+  );
+}
+
+// What one peer needs to connect: the messenger URL, the signaller options, and the
+// announce data (with a token in `announce` mode).
+function peerPlan(name, nick, room, opts) {
+  const id = opts.auth === 'none' ? undefined : `${name}-${crypto.randomUUID().slice(0, 8)}`;
+  const token = id ? mintToken(id, room, opts) : undefined;
+  const url = opts.auth === 'query' ? `${opts.url}/?token=${token}` : opts.url;
+  const announce = { room, nick };
+  if (opts.auth === 'announce') announce.token = token;
+  return { name, id, url, announce };
+}
+
+// A peer object from the client's peer table, or whatever stands in its place, in a
+// form that survives JSON (for Bob's reports over IPC).
+function plain(value) {
+  if (value && typeof value === 'object' && 'roleIdx' in value && 'data' in value) {
+    return { peerId: value.id, peerData: value.data };
+  }
+  return value;
+}
+
+// Starts a real signaller and records everything it emits.
+function startPeer(plan, report) {
+  const signaller = rtcSignaller(switchboardMessenger(plan.url), plan.id ? { id: plan.id } : {});
+  signaller.feed((event) => report({ name: event.name, args: event.args.map(plain) }));
+  return signaller;
+}
+
+// The sender id of a raw frame as the client sees it (inside `/to`, the wrapped
+// frame's part 2), or undefined for server frames such as `/roominfo|{…}`.
+function senderOf(raw) {
+  const parts = raw.split('|');
+  const sender = parts[0] === '/to' ? parts[3] : parts[1];
+  return sender && !sender.startsWith('{') ? sender : undefined;
+}
+
+// ---------------------------------------------------------------------------------
+// Child: Bob.
+
+function runChild() {
+  const plan = JSON.parse(process.env.SY_CHILD_PLAN);
+  const bob = startPeer(plan, (event) => process.send({ event }));
+  process.send({ id: bob.id });
+  process.on('message', (cmd) => {
+    if (cmd.to) bob.to(cmd.to).send(cmd.command, cmd.payload);
+    else bob.send(cmd.command, cmd.payload);
+  });
+  // Never outlive the parent.
+  process.on('disconnect', () => process.exit(3));
+  bob.announce(plan.announce);
+}
+
+// ---------------------------------------------------------------------------------
+// Parent: the checks.
+
+class Recorder {
+  constructor(label) {
+    this.label = label;
+    this.events = [];
+    this.waiters = [];
+    this.id = undefined;
+  }
+
+  push(event) {
+    this.events.push(event);
+    for (const w of [...this.waiters]) {
+      if (w.pred(event)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(event);
+      }
+    }
+  }
+
+  find(pred) {
+    return this.events.find(pred);
+  }
+
+  count(pred) {
+    return this.events.filter(pred).length;
+  }
+
+  // The first recorded event matching `pred`, now or within `ms`.
+  wait(what, pred, ms = STEP_MS) {
+    const seen = this.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = { pred, resolve: (e) => { clearTimeout(timer); resolve(e); } };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        const names = this.events.map((e) => e.name).filter((n) => n !== 'rawdata');
+        reject(new Error(`${this.label}: no ${what} within ${ms} ms (events so far: ${names.join(', ') || 'none'})`));
+      }, ms);
+      this.waiters.push(waiter);
+    });
+  }
+}
+
+const is = (name, pred = () => true) => (e) => e.name === name && pred(e.args);
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+  console.log(`ok - ${message}`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function runParent(opts) {
+  for (const k of ['url', 'kid', 'secret']) {
+    if (!opts[k]) throw new Error(`missing --${k}`);
+  }
+  opts.auth = opts.auth || 'none';
+  if (!['none', 'announce', 'query'].includes(opts.auth)) throw new Error(`bad --auth ${opts.auth}`);
+  const room = `room-${crypto.randomUUID().slice(0, 8)}`;
+  console.log(`# rtc-signaller 6.3.0 against ${opts.url}, auth=${opts.auth}, room ${room}`);
+
+  const recorders = {};
+  const peers = {};
+  const children = [];
+  const cleanup = () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const p of Object.values(peers)) p.leave();
+  };
+
+  const frames = []; // [label, raw] of every frame any client accepted
+  function record(label) {
+    const rec = (recorders[label] = new Recorder(label));
+    return (event) => {
+      if (event.name === 'rawdata') frames.push([label, event.args[0]]);
+      rec.push(event);
+    };
+  }
+
+  try {
+    // Alice first, with a token in her announce data in every mode.
+    const alicePlan = peerPlan('alice', 'Alice', room, opts);
+    peers.alice = startPeer(alicePlan, record('alice'));
+    recorders.alice.id = peers.alice.id;
+    if (!('token' in alicePlan.announce)) alicePlan.announce.token = mintToken(peers.alice.id, room, opts);
+    peers.alice.announce(alicePlan.announce);
+    const aliceInfo = await recorders.alice.wait('/roominfo', is('message.roominfo'));
+    check(aliceInfo.args[0] && aliceInfo.args[0].memberCount === 1,
+      `alice gets /roominfo as message:roominfo, memberCount 1 (got ${JSON.stringify(aliceInfo.args[0])})`);
+
+    // Bob in a child process.
+    const bobPlan = peerPlan('bob', 'Bob', room, opts);
+    const child = fork(__filename, ['--child'], {
+      env: { ...process.env, SY_CHILD_PLAN: JSON.stringify(bobPlan) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(child);
+    const pushBob = record('bob');
+    child.on('message', (m) => {
+      if (m.event) pushBob(m.event);
+    });
+    const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const bobId = await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('bob (child) never reported its id')), STEP_MS);
+      child.once('message', (m) => { clearTimeout(t); resolve(m.id); });
+    });
+    recorders.bob.id = bobId;
+
+    const aliceSeesBob = await recorders.alice.wait('peer:announce for bob',
+      is('peer.announce', ([data]) => data.id === bobId));
+    check(aliceSeesBob.args[0].nick === 'Bob',
+      `alice gets peer:announce for bob with nick Bob (room ${aliceSeesBob.args[0].room})`);
+    const bobSeesAlice = await recorders.bob.wait('peer:announce for alice (autoreply)',
+      is('peer.announce', ([data]) => data.id === peers.alice.id));
+    check(bobSeesAlice.args[0].nick === 'Alice',
+      'bob gets peer:announce for alice (her /to autoreply) with nick Alice');
+    check(!('token' in bobSeesAlice.args[0]),
+      "alice's autoreply /to|bob|/announce|… reaches bob without her token attribute");
+    const bobInfo = await recorders.bob.wait('/roominfo', is('message.roominfo'));
+    check(bobInfo.args[0].memberCount === 2, `bob's /roominfo counts 2 (got ${bobInfo.args[0].memberCount})`);
+
+    // Carol joins: both autoreply to her.
+    const carolPlan = peerPlan('carol', 'Carol', room, opts);
+    peers.carol = startPeer(carolPlan, record('carol'));
+    recorders.carol.id = peers.carol.id;
+    peers.carol.announce(carolPlan.announce);
+    for (const [who, id, nick] of [['alice', peers.alice.id, 'Alice'], ['bob', bobId, 'Bob']]) {
+      const seen = await recorders.carol.wait(`peer:announce for ${who}`,
+        is('peer.announce', ([data]) => data.id === id));
+      check(seen.args[0].nick === nick, `carol gets peer:announce for ${who} (autoreply) with nick ${nick}`);
+    }
+    await recorders.alice.wait('peer:announce for carol', is('peer.announce', ([d]) => d.id === peers.carol.id));
+    await recorders.bob.wait('peer:announce for carol', is('peer.announce', ([d]) => d.id === peers.carol.id));
+    check(true, 'alice and bob get peer:announce for carol');
+
+    // A direct message: only its target gets it.
+    peers.alice.to(bobId).send('/hello', { n: 1, text: 'hi bob' });
+    const hello = await recorders.bob.wait('message:hello from alice', is('message.hello'));
+    check(hello.args[0].n === 1 && hello.args[1].peerId === peers.alice.id,
+      "bob gets alice's signaller.to(bob).send('/hello', …) as message:hello, sender resolved to alice");
+    // Then a broadcast from the same sender: per-sender order means carol would have
+    // got the /hello before it, had it been misrouted to her.
+    peers.alice.send('/shout', 'everyone', { n: 2 });
+    for (const who of ['bob', 'carol']) {
+      const shout = await recorders[who].wait('message:shout', is('message.shout'));
+      check(shout.args[0] === 'everyone' && shout.args[1].n === 2 && shout.args[2].peerId === peers.alice.id,
+        `${who} gets alice's broadcast /shout|alice|everyone|{"n":2} as message:shout`);
+    }
+    check(!recorders.carol.find(is('message.hello')), 'carol never saw the /hello addressed to bob');
+
+    // And back, from the child.
+    child.send({ to: peers.alice.id, command: '/hello', payload: { n: 3 } });
+    const back = await recorders.alice.wait('message:hello from bob', is('message.hello'));
+    check(back.args[0].n === 3 && back.args[1].peerId === bobId, "alice gets bob's direct /hello");
+    peers.alice.send('/shout', 'again', { n: 4 });
+    await recorders.carol.wait('the second shout', is('message.shout', ([t]) => t === 'again'));
+    check(recorders.carol.count(is('message.hello')) === 0, "carol never saw bob's /hello to alice either");
+
+    // A `/to` for nobody: Switchyard answers with its /error frame; the client must
+    // shrug it off and keep working.
+    peers.alice.to('nobody-here').send('/hello', { n: 5 });
+    const err = await recorders.alice.wait('/error for a /to nobody', is('message.error'));
+    check(err.args[0] && err.args[0].code === 'peer_not_found',
+      `alice gets /error|{"code":"peer_not_found",…} as message:error (got ${JSON.stringify(err.args[0])})`);
+    check(!recorders.alice.find(is('disconnected')), 'alice is still connected after the /error');
+
+    // Bob is killed: no /leave from him, so the server must make one.
+    const killedAt = Date.now();
+    child.kill('SIGKILL');
+    const { signal } = await exited;
+    check(signal === 'SIGKILL', 'bob (child process) was SIGKILLed');
+    for (const who of ['alice', 'carol']) {
+      const leave = await recorders[who].wait(`message:leave for bob (synthetic) within ${LEAVE_MS} ms`,
+        is('message.leave', ([data]) => data && data.id === bobId), LEAVE_MS);
+      check(leave.args[1].peerId === bobId,
+        `${who} gets the synthetic /leave|${bobId}|{"id":…} as message:leave ${Date.now() - killedAt} ms after the kill`);
+    }
+
+    // A newcomer sees the room without bob.
+    const davePlan = peerPlan('dave', 'Dave', room, opts);
+    peers.dave = startPeer(davePlan, record('dave'));
+    recorders.dave.id = peers.dave.id;
+    peers.dave.announce(davePlan.announce);
+    const daveInfo = await recorders.dave.wait('/roominfo', is('message.roominfo'));
+    check(daveInfo.args[0].memberCount === 3,
+      `dave's /roominfo counts 3 (alice, carol, dave): bob is gone (got ${daveInfo.args[0].memberCount})`);
+    await recorders.dave.wait('peer:announce for carol', is('peer.announce', ([d]) => d.id === peers.carol.id));
+
+    // The server closes alice (a frame over max_frame_bytes: 1009); the client
+    // reconnects 50 ms later by itself and re-announces. The others see a synthetic
+    // /leave, then her announce as an update (the v6 client never forgets a peer).
+    peers.alice.send('/big', 'x'.repeat(70 * 1024));
+    await recorders.alice.wait('disconnected after the oversize frame', is('disconnected'));
+    await recorders.carol.wait('message:leave for alice', is('message.leave', ([d]) => d && d.id === peers.alice.id));
+    const update = await recorders.carol.wait('peer:update for alice after her reconnect',
+      is('peer.update', ([d]) => d.id === peers.alice.id));
+    check(update.args[0].nick === 'Alice' && !('token' in update.args[0]),
+      'after the server closed alice (1009), the client reconnected and re-announced: carol gets a leave, then peer:update');
+    const info2 = await recorders.alice.wait('/roominfo after the reconnect',
+      (e) => e.name === 'message.roominfo' && recorders.alice.events.indexOf(e) > recorders.alice.events.findIndex(is('disconnected')));
+    check(info2.args[0].memberCount === 3, `alice's second /roominfo counts 3 (got ${info2.args[0].memberCount})`);
+    check(!recorders.carol.find(is('message.big')), 'the oversize frame reached nobody');
+
+    // Graceful leave: carol's /leave travels once, and no synthetic one follows.
+    peers.carol.leave();
+    delete peers.carol;
+    await recorders.dave.wait('message:leave for carol', is('message.leave', ([d]) => d && d.id === recorders.carol.id));
+    await recorders.carol.wait('carol disconnected', is('disconnected'));
+    await sleep(500); // quiet window: a second leave would come from her socket's close
+    for (const who of ['alice', 'dave']) {
+      const n = recorders[who].count(is('message.leave', ([d]) => d && d.id === recorders.carol.id));
+      check(n === 1, `${who} got carol's graceful /leave exactly once (got ${n})`);
+    }
+
+    // Across everything: no token ever reached a client, and no client was sent its
+    // own frame back.
+    const leaked = frames.filter(([, raw]) => raw.includes('"token"'));
+    check(leaked.length === 0, `no frame carried a token attribute (${frames.length} frames checked)${leaked.length ? `: ${JSON.stringify(leaked[0])}` : ''}`);
+    const echoed = frames.filter(([label, raw]) => senderOf(raw) === recorders[label].id);
+    check(echoed.length === 0, `no client got its own frame back${echoed.length ? `: ${JSON.stringify(echoed[0])}` : ''}`);
+
+    console.log('# rtc-signaller: all checks passed');
+  } finally {
+    cleanup();
+  }
+}
+
+if (require.main === module) {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.child) {
+    runChild();
+  } else {
+    const timer = setTimeout(() => {
+      console.error(`FAIL: global timeout of ${GLOBAL_MS} ms`);
+      process.exit(2);
+    }, GLOBAL_MS);
+    runParent(opts).then(
+      () => {
+        clearTimeout(timer);
+        // Let the leaves flush, then go (the clients' timers would keep us alive).
+        setTimeout(() => process.exit(0), 100);
+      },
+      (e) => {
+        console.error(`FAIL: ${e.message}`);
+        process.exit(1);
+      },
+    );
+  }
+}
