@@ -18,13 +18,17 @@
 
 'use strict';
 
-// rtc-core/detect reads the global `navigator` at load time; Node 20 has none.
-if (typeof globalThis.navigator === 'undefined') {
-  globalThis.navigator = {
+// rtc-core/detect reads the global `navigator` at load time and wants a browser's user
+// agent: Node 20 has no `navigator` (a ReferenceError), Node 21+ has one whose agent
+// detect-browser cannot parse. The client runs as if in Chrome, as it would in a page.
+Object.defineProperty(globalThis, 'navigator', {
+  value: {
     userAgent:
       'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
-  };
-}
+  },
+  configurable: true,
+  writable: true,
+});
 
 const { fork } = require('node:child_process');
 const crypto = require('node:crypto');
