@@ -3,6 +3,7 @@
 // against a running Switchyard server's rtc-signaller endpoint.
 //
 //   node rtc-signaller.js --url ws://127.0.0.1:PORT --kid KID --secret SECRET --auth MODE
+//                         [--scenario main|reload|mixed]
 //
 // MODE says how the peers authenticate:
 //   none      the server allows anonymous peers; ids are the client's own cuids. Alice
@@ -11,6 +12,9 @@
 //             repeats it in every announce and autoreply, so the server must strip it.
 //   query     every peer connects to `<url>/?token=JWT`; the messenger appends the
 //             endpoint, so the server sees `/?token=JWT/`.
+//
+// Scenario `main` (the default) is below in runParent; `reload` (runReload) is a page
+// reload that keeps its peer id; `mixed` (runMixed) puts a JSON peer in the room.
 //
 // Alice, Carol and Dave live in this process. Bob lives in a child process (forked with
 // an IPC channel), so that SIGKILL can take him away without a `/leave`.
@@ -71,8 +75,8 @@ function mintToken(sub, room, opts) {
 
 // What one peer needs to connect: the messenger URL, the signaller options, and the
 // announce data (with a token in `announce` mode).
-function peerPlan(name, nick, room, opts) {
-  const id = opts.auth === 'none' ? undefined : `${name}-${crypto.randomUUID().slice(0, 8)}`;
+function peerPlan(name, nick, room, opts, fixedId) {
+  const id = fixedId || (opts.auth === 'none' ? undefined : `${name}-${crypto.randomUUID().slice(0, 8)}`);
   const token = id ? mintToken(id, room, opts) : undefined;
   const url = opts.auth === 'query' ? `${opts.url}/?token=${token}` : opts.url;
   const announce = { room, nick };
@@ -174,12 +178,17 @@ function check(cond, message) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function runParent(opts) {
+function validate(opts) {
   for (const k of ['url', 'kid', 'secret']) {
     if (!opts[k]) throw new Error(`missing --${k}`);
   }
   opts.auth = opts.auth || 'none';
   if (!['none', 'announce', 'query'].includes(opts.auth)) throw new Error(`bad --auth ${opts.auth}`);
+  opts.scenario = opts.scenario || 'main';
+  if (!['main', 'reload', 'mixed'].includes(opts.scenario)) throw new Error(`bad --scenario ${opts.scenario}`);
+}
+
+async function runParent(opts) {
   const room = `room-${crypto.randomUUID().slice(0, 8)}`;
   console.log(`# rtc-signaller 6.3.0 against ${opts.url}, auth=${opts.auth}, room ${room}`);
 
@@ -335,6 +344,24 @@ async function runParent(opts) {
       check(n === 1, `${who} got carol's graceful /leave exactly once (got ${n})`);
     }
 
+    // A bad token in the URL: the server closes 4001 right after the upgrade. The v6
+    // client cannot see the code; it reports `error` and, since it never got
+    // `connected`, does not reconnect by itself (no storm).
+    if (opts.auth === 'query') {
+      const evePlan = peerPlan('eve', 'Eve', room, opts);
+      evePlan.url = `${opts.url}/?token=not.a.jwt`;
+      peers.eve = startPeer(evePlan, record('eve'));
+      peers.eve.announce(evePlan.announce);
+      const e = await recorders.eve.wait('error event for a bad token', is('error'));
+      check(String(e.args[0] && e.args[0].message).includes('Unable to connect'),
+        `a bad URL token: the client emits error (${e.args[0] && e.args[0].message})`);
+      await sleep(300); // quiet window: a reconnect would show as `connected`
+      check(!recorders.eve.find(is('connected')), 'a bad URL token: the client never got connected');
+      check(!recorders.alice.find(is('peer.announce', ([d]) => d.id === evePlan.id)), 'nobody saw eve');
+      peers.eve.leave();
+      delete peers.eve;
+    }
+
     // Across everything: no token ever reached a client, and no client was sent its
     // own frame back.
     const leaked = frames.filter(([, raw]) => raw.includes('"token"'));
@@ -348,6 +375,122 @@ async function runParent(opts) {
   }
 }
 
+
+// A page reload that keeps its id (an app that passes `opts.id = sub`, as it must
+// when it authenticates with a JWT): the old signaller leaves, a new one with an
+// empty peer table announces the same id. The members already there know the id, so
+// the v6 client treats the announce as an update and sends no autoreply; unless the
+// server tells the newcomer who is in the room, it never learns about them.
+async function runReload(opts) {
+  const room = `room-${crypto.randomUUID().slice(0, 8)}`;
+  console.log(`# rtc-signaller 6.3.0 reload with the same id against ${opts.url}, auth=${opts.auth}, room ${room}`);
+  const peers = [];
+  const rec = {};
+  const start = (plan) => {
+    rec[plan.name] = new Recorder(plan.name);
+    const p = startPeer(plan, (e) => rec[plan.name].push(e));
+    peers.push(p);
+    p.announce(plan.announce);
+    return p;
+  };
+  try {
+    const suffix = crypto.randomUUID().slice(0, 8);
+    const alice = start(peerPlan('alice', 'Alice', room, opts, `alice-${suffix}`));
+    await rec.alice.wait('/roominfo', is('message.roominfo'));
+    const bobId = `bob-${suffix}`;
+    const bob = start(peerPlan('bob', 'Bob', room, opts, bobId));
+    await rec.bob.wait('peer:announce for alice', is('peer.announce', ([d]) => d.id === alice.id));
+    check(true, 'bob, first load, learns about alice');
+    bob.leave();
+    await rec.alice.wait('message:leave for bob', is('message.leave', ([d]) => d && d.id === bobId));
+    check(true, "bob's page unloads: alice gets his /leave");
+
+    start(peerPlan('bob2', 'Bob', room, opts, bobId));
+    const info = await rec.bob2.wait('/roominfo', is('message.roominfo'));
+    check(info.args[0].memberCount === 2, `reloaded bob's /roominfo counts 2 (got ${info.args[0].memberCount})`);
+    await rec.alice.wait('peer:update for bob', is('peer.update', ([d]) => d.id === bobId));
+    check(true, 'alice sees the reloaded bob as peer:update (her client never forgot him), so she sends no autoreply');
+    await rec.bob2.wait('peer:announce for alice after the reload', is('peer.announce', ([d]) => d.id === alice.id), 2000);
+    check(true, 'reloaded bob learns about alice');
+    console.log('# rtc-signaller reload: all checks passed');
+  } finally {
+    for (const p of peers) p.leave();
+  }
+}
+
+// The real client and a JSON peer (`ws`, the Metered wire) in one room: what the v6
+// client makes of the frames the server writes for JSON peers (`/announce`,
+// `/message`, `/to|…|/message`, `|` escaped as \u007c), and what the JSON peer gets.
+async function runMixed(opts) {
+  const WebSocket = require('ws');
+  const room = `room-${crypto.randomUUID().slice(0, 8)}`;
+  console.log(`# rtc-signaller 6.3.0 with a JSON peer against ${opts.url}, auth=${opts.auth}, room ${room}`);
+  const alicePlan = peerPlan('alice', 'Alice', room, opts);
+  const aliceRec = new Recorder('alice');
+  const alice = startPeer(alicePlan, (e) => aliceRec.push(e));
+  const jsonRec = new Recorder('json');
+  let ws;
+  try {
+    alice.announce(alicePlan.announce);
+    await aliceRec.wait('/roominfo', is('message.roominfo'));
+
+    const jsonId = opts.auth === 'none' ? undefined : `json-${crypto.randomUUID().slice(0, 8)}`;
+    const query = jsonId
+      ? `?token=${jwt.sign(
+        { sub: jsonId, channels: [room], permissions: ['publish', 'subscribe', 'presence', 'send'],
+          exp: Math.floor(Date.now() / 1000) + 600, metadata: { nick: 'Jason' } },
+        opts.secret, { algorithm: 'HS256', header: { alg: 'HS256', kid: opts.kid } })}`
+      : '';
+    ws = new WebSocket(`${opts.url}/v1${query}`);
+    ws.on('message', (raw) => jsonRec.push({ name: 'frame', args: [JSON.parse(raw.toString())] }));
+    const frame = (what, pred) => jsonRec.wait(what, (e) => pred(e.args[0])).then((e) => e.args[0]);
+    const send = (m) => ws.send(JSON.stringify(m));
+    const welcome = await frame('welcome', (m) => m.type === 'welcome');
+    const me = welcome.peerId;
+    send({ type: 'subscribe', channel: room, requestId: 'sub' });
+    const snap = await frame('presence snapshot', (m) => m.type === 'presence');
+    const a = (snap.joined || []).find((j) => j.peerId === alice.id);
+    check(a && a.metadata.nick === 'Alice' && !('token' in a.metadata),
+      `the JSON peer's snapshot lists alice with her announce data as metadata (${JSON.stringify(a && a.metadata)})`);
+
+    const ann = await aliceRec.wait('peer:announce for the JSON peer', is('peer.announce', ([d]) => d.id === me));
+    check(ann.args[0].room === room && (!jsonId || ann.args[0].nick === 'Jason'),
+      `alice gets the server-made /announce for the JSON peer as peer:announce (${JSON.stringify(ann.args[0])})`);
+    const reply = await frame("alice's autoreply", (m) => m.type === 'direct' && m.data && m.data.command === 'announce');
+    check(reply.from === alice.id && reply.data.args[0].nick === 'Alice' && !('token' in reply.data.args[0]),
+      'the JSON peer gets alice\'s autoreply as direct {command:"announce", args:[…]} without a token');
+
+    alice.send('/chat', 'hi', { n: 1 });
+    const chat = await frame("alice's /chat", (m) => m.type === 'message');
+    check(chat.from === alice.id && chat.channel === room && chat.data.command === 'chat'
+      && JSON.stringify(chat.data.args) === JSON.stringify(['hi', { n: 1 }]),
+    `alice's /chat|alice|hi|{"n":1} reaches the JSON peer as message ${JSON.stringify(chat.data)}`);
+
+    alice.to(me).send('/hello', { n: 2 });
+    const hello = await frame("alice's /to", (m) => m.type === 'direct' && m.data && m.data.command === 'hello');
+    check(hello.from === alice.id && hello.data.args[0].n === 2, 'alice\'s /to reaches the JSON peer as direct');
+
+    send({ type: 'publish', channel: room, data: { x: 'a|b' } });
+    send({ type: 'publish', channel: room, data: 'plain|text' });
+    send({ type: 'send', to: alice.id, data: 'psst' });
+    const m1 = await aliceRec.wait('message:message (object)', is('message.message', ([d]) => d && d.x !== undefined));
+    check(m1.args[0].x === 'a|b' && m1.args[1].peerId === me,
+      'a JSON publish reaches alice as message:message, `|` intact, sender resolved to the JSON peer');
+    const m2 = await aliceRec.wait('message:message (string)', is('message.message', ([d]) => d === 'plain|text'));
+    check(m2.args[1].peerId === me, 'a JSON string with `|` reaches alice intact');
+    await aliceRec.wait('message:message (direct)', is('message.message', ([d]) => d === 'psst'));
+    check(true, 'a JSON send reaches alice as message:message through /to');
+
+    ws.terminate();
+    const left = await aliceRec.wait('message:leave for the JSON peer', is('message.leave', ([d]) => d && d.id === me));
+    check(left.args[1].peerId === me, 'the JSON peer vanishes: alice gets message:leave');
+    console.log('# rtc-signaller with a JSON peer: all checks passed');
+  } finally {
+    alice.leave();
+    if (ws) ws.terminate();
+  }
+}
+
 if (require.main === module) {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.child) {
@@ -357,7 +500,10 @@ if (require.main === module) {
       console.error(`FAIL: global timeout of ${GLOBAL_MS} ms`);
       process.exit(2);
     }, GLOBAL_MS);
-    runParent(opts).then(
+    Promise.resolve()
+      .then(() => validate(opts))
+      .then(() => ({ main: runParent, reload: runReload, mixed: runMixed })[opts.scenario](opts))
+      .then(
       () => {
         clearTimeout(timer);
         // Let the leaves flush, then go (the clients' timers would keep us alive).
