@@ -210,7 +210,7 @@ async fn a_flood_is_refused_then_closed_4011_and_the_room_carries_on() {
     watcher.send(&common::announce("watcher", "r")).await;
     assert!(
         watcher
-            .expect_text("roominfo")
+            .expect_roominfo("roominfo")
             .await
             .starts_with("/roominfo")
     );
@@ -218,7 +218,7 @@ async fn a_flood_is_refused_then_closed_4011_and_the_room_carries_on() {
     flooder.send(&common::announce("flooder", "r")).await;
     assert!(
         flooder
-            .expect_text("roominfo")
+            .expect_roominfo("roominfo")
             .await
             .starts_with("/roominfo")
     );

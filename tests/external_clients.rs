@@ -219,7 +219,6 @@ async fn the_rtc_io_client_and_a_json_peer_share_a_room() {
 /// same; the fix would be server-made announces of the members for a connection's
 /// first announce, as Switchyard already sends for JSON members.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: a reloaded rtc.io client with the same id learns no members"]
 async fn the_rtc_io_client_reloaded_with_the_same_id_learns_who_is_in_the_room() {
     node_ready();
     let server = start_server(false).await;
@@ -235,7 +234,6 @@ async fn the_rtc_io_client_reloaded_with_the_same_id_learns_who_is_in_the_room()
 /// reconnects 50 ms after any close that follows `connected`, re-announcing the same
 /// token: about six connections a second, forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a bad announce token makes the rtc.io client reconnect in a loop"]
 async fn a_refused_announce_token_does_not_make_the_rtc_io_client_reconnect_in_a_loop() {
     node_ready();
     let server = start_server(false).await;
@@ -256,7 +254,6 @@ async fn a_refused_announce_token_does_not_make_the_rtc_io_client_reconnect_in_a
 /// expired one is stripped and the peer joins as anonymous (every grant, the default
 /// tenant), where a JSON `auth` would get `already_authenticated`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: an anonymous connection's announce token is ignored, even expired"]
 async fn an_expired_announce_token_is_refused_where_anonymous_peers_are_allowed() {
     node_ready();
     let server = start_server(true).await;

@@ -102,6 +102,11 @@ pub enum ErrorCode {
     NotSubscribed,
     /// Authentication is needed first, or failed.
     Unauthenticated,
+    /// An in-band token was refused (rtc-signaller announce token); the connection
+    /// stays open.
+    InvalidToken,
+    /// An in-band token has expired (rtc-signaller announce token).
+    TokenExpired,
     /// The connection is already authenticated.
     AlreadyAuthenticated,
 }
@@ -126,6 +131,8 @@ impl ErrorCode {
             Self::InvalidRequestId => "invalid_request_id",
             Self::NotSubscribed => "not_subscribed",
             Self::Unauthenticated => "unauthenticated",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
             Self::AlreadyAuthenticated => "already_authenticated",
         }
     }

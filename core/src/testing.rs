@@ -12,6 +12,7 @@
 //! t.send("bob", r#"/announce|bob|{"id":"bob","room":"r"}"#);
 //! t.hard_close("alice");
 //! assert_eq!(t.take("bob"), [
+//!     r#"/to|bob|/announce|alice|{"id":"alice","room":"r"}"#,
 //!     r#"/roominfo|{"memberCount":2}"#,
 //!     r#"/leave|alice|{"id":"alice"}"#,
 //! ]);

@@ -48,7 +48,8 @@ fn json_subscriber_appears_to_signaller_peers_as_a_server_made_announce() {
         t.transcript(),
         [
             r#"sig <- /announce|sig2|{"id":"sig2","room":"lobby"}"#,
-            r#"sig2 <- /announce|js|{"id":"js","nick":"J\u007cson","room":"lobby"}"#,
+            r#"sig2 <- /to|sig2|/announce|js|{"id":"js","nick":"J\u007cson","room":"lobby"}"#,
+            r#"sig2 <- /to|sig2|/announce|sig|{"id":"sig","room":"lobby"}"#,
             r#"sig2 <- /roominfo|{"memberCount":3}"#,
             r#"js <- {"type":"presence","channel":"lobby","joined":[{"peerId":"sig2","metadata":{"id":"sig2","room":"lobby"}}],"left":[],"count":3}"#,
         ]
@@ -193,10 +194,86 @@ fn signaller_peers_can_authenticate_in_band_with_an_announce_token() {
         &format!(r#"/announce|alice|{{"id":"alice","room":"lobby","token":"{token}"}}"#),
     );
     assert_eq!(t.transcript(), [r#"sig <- /roominfo|{"memberCount":1}"#]);
+    // A refused token is answered, not closed: the v6 client reconnects 50 ms after any
+    // close and would repeat the same token forever.
     t.connect("bad", Dialect::Signaller);
     t.send(
         "bad",
         r#"/announce|b|{"id":"b","room":"lobby","token":"nope"}"#,
     );
-    assert_eq!(t.transcript(), ["bad closed 4001 invalid token"]);
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"bad <- /error|{"code":"invalid_token","message":"announce token refused: malformed token"}"#
+        ]
+    );
+    let expired = token_with(json!({"sub": "b", "channels": ["lobby"], "exp": TEST_UNIX - 60}));
+    t.send(
+        "bad",
+        &format!(r#"/announce|b|{{"id":"b","room":"lobby","token":"{expired}"}}"#),
+    );
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"bad <- /error|{"code":"token_expired","message":"announce token refused: token expired"}"#
+        ]
+    );
+    // It still has to authenticate in time.
+    t.advance(std::time::Duration::from_secs(10));
+    assert_eq!(
+        t.transcript(),
+        ["bad closed 4001 no credentials within the auth timeout"]
+    );
+}
+
+#[test]
+fn an_announce_token_is_checked_even_where_anonymous_peers_are_allowed() {
+    let mut config = keyed_config();
+    config.auth.anonymous = Some(switchyard_core::config::Grant::everything());
+    let mut t = TestHub::with_config(config);
+    t.connect("anon", Dialect::Signaller);
+    let expired = token_with(json!({"sub": "a", "channels": ["lobby"], "exp": TEST_UNIX - 60}));
+    t.send(
+        "anon",
+        &format!(r#"/announce|a|{{"id":"a","room":"lobby","token":"{expired}"}}"#),
+    );
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"anon <- /error|{"code":"token_expired","message":"announce token refused: token expired"}"#
+        ]
+    );
+    // A valid one upgrades the anonymous connection to the token's identity and grants.
+    let good = token_with(
+        json!({"sub": "a", "channels": ["lobby"], "exp": TEST_UNIX + 60,
+        "permissions": ["subscribe"]}),
+    );
+    t.send(
+        "anon",
+        &format!(r#"/announce|a|{{"id":"a","room":"lobby","token":"{good}"}}"#),
+    );
+    assert_eq!(t.transcript(), [r#"anon <- /roominfo|{"memberCount":1}"#]);
+    // Its grants are the token's now: no publish permission.
+    t.send("anon", "/chat|a|hi");
+    assert!(t.transcript()[0].contains("action_not_permitted"));
+    // And its token now expires it.
+    t.advance(std::time::Duration::from_secs(66));
+    assert_eq!(t.transcript(), ["anon closed 4002 token expired"]);
+}
+
+#[test]
+fn a_token_for_another_peer_cannot_take_over_a_bound_connection() {
+    let mut t = TestHub::with_config(keyed_config());
+    t.connect_token("sig", Dialect::Signaller, &token_for("alice", &["lobby"]));
+    let mallory = token_for("mallory", &["lobby"]);
+    t.send(
+        "sig",
+        &format!(r#"/announce|alice|{{"id":"alice","room":"lobby","token":"{mallory}"}}"#),
+    );
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"sig <- /error|{"code":"sender_mismatch","message":"the token is for another peer id"}"#
+        ]
+    );
 }

@@ -38,6 +38,10 @@ fn v6_announces_are_forwarded_verbatim() {
         [
             format!(r#"{A} <- /roominfo|{{"memberCount":1}}"#),
             format!("{A} <- {}", f["announce_b"]),
+            // The newcomer is introduced to A as a direct announce (no autoreply).
+            format!(
+                r#"{B} <- /to|{B}|/announce|{A}|{{"agent":"signaller@6.3.0","browser":"chrome","browserVersion":"120.0.0","id":"{A}","nick":"ann","room":"demo-room"}}"#
+            ),
             format!(r#"{B} <- /roominfo|{{"memberCount":2}}"#),
         ]
     );

@@ -35,6 +35,7 @@ fn announce_reaches_others_and_announcer_gets_roominfo() {
         t.transcript(),
         [
             r#"alice <- /announce|bob|{"id":"bob","room":"r"}"#,
+            r#"bob <- /to|bob|/announce|alice|{"id":"alice","room":"r"}"#,
             r#"bob <- /roominfo|{"memberCount":2}"#,
         ]
     );
@@ -79,6 +80,7 @@ fn announce_in_another_room_leaves_the_old_one_first() {
             r#"bob <- /leave|alice|{"id":"alice"}"#,
             r#"carol <- /leave|alice|{"id":"alice"}"#,
             r#"dave <- /announce|alice|{"id":"alice","room":"s"}"#,
+            r#"alice <- /to|alice|/announce|dave|{"id":"dave","room":"s"}"#,
             r#"alice <- /roominfo|{"memberCount":2}"#,
         ]
     );
@@ -325,6 +327,8 @@ fn second_connection_with_the_same_id_takes_over_the_room() {
             r#"alice <- /error|{"code":"replaced","message":"another connection announced this peer id in this room"}"#,
             r#"bob <- /announce|alice|{"id":"alice","room":"r"}"#,
             r#"carol <- /announce|alice|{"id":"alice","room":"r"}"#,
+            r#"alice2 <- /to|alice|/announce|bob|{"id":"bob","room":"r"}"#,
+            r#"alice2 <- /to|alice|/announce|carol|{"id":"carol","room":"r"}"#,
             r#"alice2 <- /roominfo|{"memberCount":3}"#,
         ]
     );

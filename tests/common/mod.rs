@@ -150,6 +150,24 @@ impl Ws {
     }
 }
 
+/// True for the `/to|<me>|/announce|…` frames that introduce a room's members to a
+/// newcomer (they come before its `/roominfo`).
+pub fn is_introduction(frame: &str) -> bool {
+    frame.starts_with("/to|") && frame.contains("|/announce|")
+}
+
+impl Ws {
+    /// The `/roominfo` answering an announce, past the introductions before it.
+    pub async fn expect_roominfo(&mut self, what: &str) -> String {
+        loop {
+            let text = self.expect_text(what).await;
+            if !is_introduction(&text) {
+                return text;
+            }
+        }
+    }
+}
+
 /// A TCP line client.
 pub struct Line {
     pub read: BufReader<OwnedReadHalf>,
@@ -178,6 +196,16 @@ impl Line {
         self.try_line(what)
             .await
             .unwrap_or_else(|| panic!("connection ended while waiting for {what}"))
+    }
+
+    /// The `/roominfo` answering an announce, past the introductions before it.
+    pub async fn expect_roominfo(&mut self, what: &str) -> String {
+        loop {
+            let line = self.expect_line(what).await;
+            if !is_introduction(&line) {
+                return line;
+            }
+        }
     }
 
     /// The next line, or `None` at EOF.

@@ -239,32 +239,31 @@ impl Hub {
     /// Makes `conn` authenticated: binds its tenant and (when known) its peer id, arms
     /// the expiry timer and, for the JSON dialect, sends `welcome`.
     fn authenticate(&mut self, conn: ConnId, grants: Arc<Grants>, request_id: Option<&RequestId>) {
-        let tenant = grants
-            .tenant
-            .clone()
-            .unwrap_or_else(|| TenantId::new(&self.config.default_tenant));
         let c = self.conns.get_mut(&conn).expect("live conn");
-        let timers: Vec<_> = c
-            .timers
-            .iter()
-            .copied()
-            .filter(|(_, t)| matches!(t, Timer::AuthDeadline(_)))
-            .collect();
-        c.timers
-            .retain(|(_, t)| !matches!(t, Timer::AuthDeadline(_)));
-        for t in timers {
+        let first = matches!(c.auth, AuthState::Pending);
+        // Whatever was armed (auth deadline, an earlier token's expiry) is replaced.
+        for t in std::mem::take(&mut c.timers) {
             self.timers.remove(&t);
         }
         let c = self.conns.get_mut(&conn).expect("live conn");
-        c.tenant = tenant.clone();
+        if c.peer.is_none() {
+            // Callers check that a bound connection keeps its tenant.
+            c.tenant = grants
+                .tenant
+                .clone()
+                .unwrap_or_else(|| TenantId::new(&self.config.default_tenant));
+        }
         c.auth = AuthState::Ready(Arc::clone(&grants));
-        let dialect = c.dialect;
-        let peer = match (&grants.subject, dialect) {
-            (Some(sub), _) => Some(PeerId::new(sub)),
-            (None, Dialect::Signaller) => None, // bound by the first announce
-            (None, _) => Some(PeerId::new(&self.ids.next_uuid())),
+        let (dialect, tenant, bound) = (c.dialect, c.tenant.clone(), c.peer.clone());
+        let peer = match (bound, &grants.subject, dialect) {
+            (Some(bound), _, _) => Some(bound),
+            (None, Some(sub), _) => Some(PeerId::new(sub)),
+            (None, None, Dialect::Signaller) => None, // bound by the first announce
+            (None, None, _) => Some(PeerId::new(&self.ids.next_uuid())),
         };
-        if let Some(peer) = &peer {
+        if let Some(peer) = &peer
+            && self.conns[&conn].peer.is_none()
+        {
             self.bind_peer(conn, peer.clone());
         }
         if let Some(exp) = grants.expires_at {
@@ -281,7 +280,7 @@ impl Hub {
             peer: peer.clone(),
             tenant,
         });
-        if dialect == Dialect::Json {
+        if first && dialect == Dialect::Json {
             let l = &self.config.limits;
             let frame = json::welcome(&json::Welcome {
                 peer_id: peer.as_ref().map_or("", PeerId::as_str),
@@ -298,6 +297,55 @@ impl Hub {
         }
     }
 
+    /// An rtc-signaller announce that carries a `token`: the token (re)authenticates
+    /// the connection before the announce is routed. A valid token replaces the grants
+    /// and expiry (the v6 client repeats its announce data, token included, on every
+    /// announce, so this is also how such a client refreshes its token); it must name
+    /// the connection's peer id and tenant once they are bound. A refused token is
+    /// answered with `/error` (`invalid_token` or `token_expired`) and the announce is
+    /// dropped, but the connection stays open: the v6 client reconnects 50 ms after
+    /// any close and would repeat the same token forever.
+    pub(super) fn on_announce_with_token(&mut self, conn: ConnId, mut a: crate::wire::Announce) {
+        let token = a.token.take().expect("caller checked");
+        let grants = match self.verify(&token.0) {
+            Ok(grants) => grants,
+            Err(e) => {
+                self.event(Event::AuthFailed {
+                    conn,
+                    reason: e.reason(),
+                });
+                let code = if e.is_expired() {
+                    ErrorCode::TokenExpired
+                } else {
+                    ErrorCode::InvalidToken
+                };
+                return self.refuse(conn, code, &format!("announce token refused: {e}"));
+            }
+        };
+        let c = &self.conns[&conn];
+        if let (Some(bound), Some(sub)) = (&c.peer, &grants.subject)
+            && bound.as_str() != sub
+        {
+            return self.refuse(
+                conn,
+                ErrorCode::SenderMismatch,
+                "the token is for another peer id",
+            );
+        }
+        let tenant = grants
+            .tenant
+            .clone()
+            .unwrap_or_else(|| TenantId::new(&self.config.default_tenant));
+        if c.peer.is_some() && c.tenant != tenant {
+            return self.refuse(
+                conn,
+                ErrorCode::InvalidToken,
+                "the token is for another tenant",
+            );
+        }
+        self.authenticate(conn, grants, None);
+        self.on_announce(conn, a);
+    }
     /// Binds a connection's peer id and indexes it for direct messages.
     pub(super) fn bind_peer(&mut self, conn: ConnId, peer: PeerId) {
         let c = self.conns.get_mut(&conn).expect("live conn");
@@ -325,16 +373,7 @@ impl Hub {
                 Ok(grants) => self.authenticate(conn, grants, a.request_id.as_ref()),
                 Err(e) => self.fail_auth(conn, &e),
             },
-            Command::Announce(mut a) if a.token.is_some() => {
-                let token = a.token.take().expect("checked");
-                match self.verify(&token.0) {
-                    Ok(grants) => {
-                        self.authenticate(conn, grants, None);
-                        self.on_announce(conn, a);
-                    }
-                    Err(e) => self.fail_auth(conn, &e),
-                }
-            }
+            Command::Announce(a) if a.token.is_some() => self.on_announce_with_token(conn, a),
             other => {
                 let request_id = super::request_id(&other);
                 self.refuse_request(

@@ -76,21 +76,20 @@ impl Hub {
         self.queue_presence(channel, peer, Some(Arc::clone(metadata)));
     }
 
-    /// Sends a newcomer rtc-signaller connection an announce for every peer in the
-    /// room that has no rtc-signaller connection there (JSON subscribers): without
-    /// it, a v6 client never learns of them.
-    pub(super) fn introduce_json_peers(&mut self, channel: ChannelId, conn: ConnId) {
+    /// Sends a newcomer rtc-signaller connection, on its first announce into a room,
+    /// an announce for every other peer already there, wrapped in `/to` (a direct
+    /// message, so the v6 client registers the peer without sending an autoreply).
+    /// Without it a v6 client never learns of JSON peers, nor of rtc-signaller peers
+    /// that already know its id (a reload with the same id): they take its announce
+    /// for an update and do not reply.
+    pub(super) fn introduce_peers(&mut self, channel: ChannelId, conn: ConnId) {
         let ch = &self.channels[&channel];
+        let me = &ch.members[&conn].peer;
         let frames: Vec<Bytes> = ch
             .peers
             .iter()
-            .filter(|(_, p)| {
-                !p.conns.contains(&conn)
-                    && p.conns
-                        .iter()
-                        .all(|c| ch.members[c].dialect != Dialect::Signaller)
-            })
-            .map(|(peer, p)| server_announce(peer, &ch.name, &p.metadata))
+            .filter(|(peer, _)| *peer != me)
+            .map(|(peer, p)| introduction(me, peer, &ch.name, &p.metadata))
             .collect();
         for frame in frames {
             self.send(conn, frame);
@@ -273,6 +272,18 @@ fn snapshot_frame(ch: &super::Channel, me: &PeerId, cap: usize) -> Bytes {
         count: ch.peers.len(),
         truncated: ch.peers.len() > cap,
     })
+}
+
+/// `/to|<to>|/announce|<id>|{"id":..,"room":..,...metadata}`: a peer introduced to a
+/// newcomer.
+fn introduction(to: &PeerId, peer: &PeerId, room: &str, metadata: &Map<String, Value>) -> Bytes {
+    let announce = server_announce(peer, room, metadata);
+    let mut out = bytes::BytesMut::with_capacity(8 + to.as_str().len() + announce.len());
+    out.extend_from_slice(b"/to|");
+    out.extend_from_slice(to.as_str().as_bytes());
+    out.extend_from_slice(b"|");
+    out.extend_from_slice(&announce);
+    out.freeze()
 }
 
 /// `/announce|<id>|{"id":..,"room":..,...metadata}`: how a JSON subscriber appears

@@ -420,6 +420,11 @@ impl Hub {
                     return self.on_unauthenticated(conn, command);
                 }
                 match command {
+                    // Without signing keys a `token` attribute cannot be ours to check
+                    // (rtc-switchboard-style deployments): it is only stripped.
+                    Command::Announce(a) if a.token.is_some() && self.policy.verifier.is_some() => {
+                        self.on_announce_with_token(conn, a);
+                    }
                     Command::Announce(a) => self.on_announce(conn, a),
                     Command::Leave(l) => self.on_leave(conn, l),
                     Command::To(t) => self.on_to(conn, t),

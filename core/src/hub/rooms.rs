@@ -80,7 +80,7 @@ impl Hub {
         self.conns.get_mut(&conn).expect("live conn").room = Some(room);
         self.announce_presence(room, conn, &peer, &metadata, Some(a.frame));
         if first_in_room {
-            self.introduce_json_peers(room, conn);
+            self.introduce_peers(room, conn);
         }
         let count = self.channels[&room].peers.len();
         self.send(conn, signaller::roominfo(count));
