@@ -12,7 +12,7 @@
 //!   [`FrameWrite`]; [`DriverHandle::serve`] does the rest (decoding on the
 //!   connection's task, bounded outbound queue, slow-consumer close, one `Closed`
 //!   report).
-//! - [`lines`], [`tcp`], [`stdio`], [`ws`]: the wires that ship.
+//! - [`lines`], [`tcp`], [`stdio`], [`ws`], [`quic`]: the wires that ship.
 //!
 //! # A transport of your own
 //!
@@ -68,6 +68,7 @@
 pub mod conn;
 pub mod driver;
 pub mod lines;
+pub mod quic;
 pub mod stdio;
 pub mod tcp;
 pub mod ws;
@@ -76,5 +77,6 @@ mod accept;
 
 pub use conn::{FrameRead, FrameWrite, ReadError};
 pub use driver::{Admission, DriverConfig, DriverGone, DriverHandle};
+pub use quic::QuicConfig;
 pub use tcp::{LineDialect, TcpConfig};
 pub use ws::WsConfig;
