@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use common::{Setup, WAIT, Ws, announce, leave};
 use switchyard::core::Dialect;
+use switchyard::server;
+use switchyard::settings::Settings;
 use switchyard::transports::QuicConfig;
 use switchyard::transports::quic::quinn::rustls::pki_types::CertificateDer;
+use switchyard::transports::quic::quinn::rustls::pki_types::pem::PemObject;
 use switchyard::transports::quic::quinn::{self, ConnectionError, Endpoint, VarInt};
 use switchyard::transports::quic::{self, TlsIdentity};
 use switchyard_core::testing::keyed_config;
@@ -404,4 +407,38 @@ async fn over_max_connections_a_quic_client_is_closed_4010() {
         }
         other => panic!("expected 4010, got {other}"),
     }
+}
+
+#[tokio::test]
+async fn the_server_starts_a_quic_listener_from_settings_and_writes_its_dev_certificate() {
+    let dir = std::env::temp_dir().join(format!("switchyard-quic-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pem_path = dir.join("dev.pem");
+    let toml = format!(
+        "[listen]\nws = \"127.0.0.1:0\"\nquic = \"127.0.0.1:0\"\n\
+         [quic]\ndev_cert_file = {:?}\n[auth]\nanonymous = true\n",
+        pem_path.display().to_string()
+    );
+    let env = [(
+        "SWITCHYARD_QUIC_IDLE_TIMEOUT_MS".to_owned(),
+        "300".to_owned(),
+    )];
+    let settings = Settings::from_toml(&toml, env).expect("settings");
+    assert_eq!(settings.quic_config().idle_timeout, IDLE);
+    let running = server::start(&settings).await.expect("server starts");
+
+    // What a client would do: trust the PEM file the server wrote.
+    let pem = std::fs::read(&pem_path).expect("the dev certificate's PEM");
+    let certificate = CertificateDer::from_pem_slice(&pem).expect("a PEM certificate");
+    let der = std::fs::read(pem_path.with_extension("der")).expect("the DER beside it");
+    assert_eq!(certificate.as_ref(), der.as_slice());
+    assert_eq!(running.quic_certificate.as_deref(), Some(der.as_slice()));
+    let server = Server {
+        ws: running.ws_addr.expect("ws"),
+        quic: running.quic_addr.expect("quic addr"),
+        certificate,
+    };
+    let mut peer = Quic::connect(&server, Dialect::Json).await;
+    quic_welcome(&mut peer).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
