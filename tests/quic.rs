@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Setup, WAIT, Ws, announce, leave};
+use futures_util::FutureExt;
 use switchyard::core::Dialect;
 use switchyard::server;
 use switchyard::settings::Settings;
@@ -441,4 +442,18 @@ async fn the_server_starts_a_quic_listener_from_settings_and_writes_its_dev_cert
     let mut peer = Quic::connect(&server, Dialect::Json).await;
     quic_welcome(&mut peer).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_server_grants_one_bidirectional_stream_and_no_other() {
+    let server = start(Setup::default()).await;
+    let mut peer = Quic::connect(&server, Dialect::Json).await;
+    quic_welcome(&mut peer).await;
+    // Stream credit is known from the handshake: opening more cannot even start.
+    assert!(peer.connection.open_bi().now_or_never().is_none());
+    assert!(peer.connection.open_uni().now_or_never().is_none());
+    // The one stream carries on.
+    peer.send(r#"{"type":"subscribe","channel":"c","requestId":"s"}"#)
+        .await;
+    assert_eq!(field(&peer.expect_line("ack").await, "type"), "ack");
 }
