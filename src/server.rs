@@ -2,8 +2,10 @@
 //! Used by the `switchyard` binary and by the integration tests (which bind port 0).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use switchyard_transports::quic::{self, TlsIdentity};
 use switchyard_transports::{DriverHandle, driver, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
@@ -20,6 +22,11 @@ pub struct Running {
     pub ws_addr: Option<SocketAddr>,
     /// The TCP line listener's bound address, if any.
     pub tcp_addr: Option<SocketAddr>,
+    /// The QUIC listener's bound address, if any.
+    pub quic_addr: Option<SocketAddr>,
+    /// The certificate the QUIC listener presents (DER): a dev certificate is new at
+    /// every start, and clients must trust this one.
+    pub quic_certificate: Option<Vec<u8>>,
     /// The driver, for control-plane calls and custom transports.
     pub driver: DriverHandle,
     control: crate::rest::Shared,
@@ -125,9 +132,23 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         }
         None => None,
     };
+    let (quic_addr, quic_certificate) = match parse_addr(&settings.listen.quic)? {
+        Some(addr) => {
+            let identity = quic_identity(settings)?;
+            let config = settings.quic_config();
+            let endpoint = quic::bind(addr, &identity, &config)?;
+            let addr = endpoint.local_addr()?;
+            tracing::info!(%addr, "QUIC listening (ALPN switchyard-json | switchyard-rtc-signaller)");
+            tasks.push(tokio::spawn(quic::serve(endpoint, driver.clone(), config)));
+            (Some(addr), Some(identity.certificate().to_vec()))
+        }
+        None => (None, None),
+    };
     Ok(Running {
         ws_addr,
         tcp_addr,
+        quic_addr,
+        quic_certificate,
         driver,
         control,
         tasks,
@@ -142,6 +163,44 @@ fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::res
         default_tenant: core.default_tenant.clone(),
         metrics_need_key: settings.api.metrics_require_key,
     }
+}
+
+/// The QUIC certificate from `[quic] cert_file`/`key_file`, or a fresh self-signed one
+/// written where clients can pick it up, with its fingerprint in the log.
+fn quic_identity(settings: &Settings) -> Result<TlsIdentity, Box<dyn std::error::Error>> {
+    let q = &settings.quic;
+    if !q.cert_file.is_empty() {
+        return Ok(TlsIdentity::from_pem_files(
+            q.cert_file.as_ref(),
+            q.key_file.as_ref(),
+        )?);
+    }
+    let identity = TlsIdentity::self_signed(&quic::DEV_NAMES)?;
+    let pem_path = if q.dev_cert_file.is_empty() {
+        std::env::temp_dir().join("switchyard-dev-cert.pem")
+    } else {
+        PathBuf::from(&q.dev_cert_file)
+    };
+    let der_path = pem_path.with_extension("der");
+    std::fs::write(&pem_path, identity.certificate_pem())?;
+    std::fs::write(&der_path, identity.certificate())?;
+    tracing::warn!(
+        pem = %pem_path.display(),
+        der = %der_path.display(),
+        sha256 = %identity.fingerprint(),
+        "QUIC uses a self-signed dev certificate: set [quic] cert_file and key_file in production"
+    );
+    Ok(identity)
+}
+
+/// Parses a UDP listen address; `""` means no listener.
+fn parse_addr(addr: &str) -> std::io::Result<Option<SocketAddr>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    addr.parse()
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}")))
 }
 
 /// Binds `addr` with a deep backlog; `""` means no listener.

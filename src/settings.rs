@@ -16,7 +16,7 @@ use switchyard_core::config::{Grant, PublishableKey, Quota};
 use switchyard_core::token::{Algorithm, Permissions, SigningKey};
 use switchyard_core::{Config, Dialect};
 use switchyard_transports::ws::Routes;
-use switchyard_transports::{DriverConfig, LineDialect, TcpConfig, WsConfig};
+use switchyard_transports::{DriverConfig, LineDialect, QuicConfig, TcpConfig, WsConfig};
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SWITCHYARD_";
@@ -29,6 +29,8 @@ pub struct Settings {
     pub listen: Listen,
     /// WebSocket details.
     pub ws: Ws,
+    /// QUIC details.
+    pub quic: Quic,
     /// The driver's bounds.
     pub driver: Driver,
     /// Who may connect.
@@ -80,6 +82,8 @@ pub struct Listen {
     pub tcp: String,
     /// The TCP listener's dialect: `rtc-signaller`, `json` or `auto` (first line `hello <dialect>`).
     pub tcp_dialect: String,
+    /// QUIC (UDP) address; empty for none. ALPN picks the dialect.
+    pub quic: String,
 }
 
 impl Default for Listen {
@@ -88,6 +92,7 @@ impl Default for Listen {
             ws: "127.0.0.1:8080".into(),
             tcp: String::new(),
             tcp_dialect: "auto".into(),
+            quic: String::new(),
         }
     }
 }
@@ -117,6 +122,37 @@ impl Default for Ws {
                 .into_iter()
                 .map(|(p, d)| (p.to_owned(), d.to_owned()))
                 .collect(),
+        }
+    }
+}
+
+/// QUIC settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quic {
+    /// PEM certificate chain, leaf first. With `key_file`; both empty: a fresh
+    /// self-signed dev certificate for localhost and 127.0.0.1 at every start.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Where the dev certificate's PEM is written for clients to trust (its DER goes
+    /// beside it, `.der`); empty: `switchyard-dev-cert.pem` in the temp directory.
+    pub dev_cert_file: String,
+    /// A peer silent this long is dead (the server pings every third of it), ms.
+    pub idle_timeout_ms: u64,
+    /// Time from the first packet to a completed handshake and an opened stream, ms.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for Quic {
+    fn default() -> Self {
+        let d = QuicConfig::default();
+        Self {
+            cert_file: String::new(),
+            key_file: String::new(),
+            dev_cert_file: String::new(),
+            idle_timeout_ms: millis(d.idle_timeout),
+            handshake_timeout_ms: millis(d.handshake_timeout),
         }
     }
 }
@@ -332,7 +368,7 @@ impl Settings {
 
     /// Checks what parsing cannot: addresses, dialect names, and the core's own checks.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for addr in [&self.listen.ws, &self.listen.tcp] {
+        for addr in [&self.listen.ws, &self.listen.tcp, &self.listen.quic] {
             if !addr.is_empty() {
                 addr.parse::<SocketAddr>()
                     .map_err(|e| SettingsError::Invalid(format!("listen address {addr:?}: {e}")))?;
@@ -340,6 +376,16 @@ impl Settings {
         }
         self.tcp_config()?;
         self.ws_config()?;
+        if self.quic.cert_file.is_empty() != self.quic.key_file.is_empty() {
+            return Err(SettingsError::Invalid(
+                "quic: cert_file and key_file go together".into(),
+            ));
+        }
+        if self.quic.idle_timeout_ms == 0 {
+            return Err(SettingsError::Invalid(
+                "quic: idle_timeout_ms must be above 0".into(),
+            ));
+        }
         let core = self.core_config()?;
         #[allow(clippy::disallowed_methods)]
         switchyard_core::Hub::new(core, std::time::Instant::now(), 0)
@@ -428,6 +474,14 @@ impl Settings {
         Ok(ws)
     }
 
+    /// The QUIC listener's configuration (its TLS identity is the server's business).
+    pub fn quic_config(&self) -> QuicConfig {
+        let mut q = QuicConfig::default();
+        q.idle_timeout = Duration::from_millis(self.quic.idle_timeout_ms);
+        q.handshake_timeout = Duration::from_millis(self.quic.handshake_timeout_ms);
+        q
+    }
+
     /// The TCP listener's configuration.
     pub fn tcp_config(&self) -> Result<TcpConfig, SettingsError> {
         let dialect = LineDialect::from_name(&self.listen.tcp_dialect).ok_or_else(|| {
@@ -440,8 +494,8 @@ impl Settings {
 /// Sets `section.key` in `doc` from an environment value (`ws_listen`-style names
 /// resolve against the known sections).
 fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), SettingsError> {
-    const SECTIONS: [&str; 7] = [
-        "listen", "ws", "driver", "auth", "limits", "api", "shutdown",
+    const SECTIONS: [&str; 8] = [
+        "listen", "ws", "quic", "driver", "auth", "limits", "api", "shutdown",
     ];
     let Some((section, key)) = SECTIONS.iter().find_map(|s| {
         name.strip_prefix(s)
@@ -493,12 +547,20 @@ pub fn example(kid: &str, secret: &str) -> String {
 ws = "127.0.0.1:8080"        # WebSocket: "/" speaks rtc-signaller, "/v1" JSON
 tcp = ""                     # TCP line protocol, e.g. "127.0.0.1:7000"; "" = off
 tcp_dialect = "auto"         # rtc-signaller | json | auto (first line: hello <dialect>)
+quic = ""                    # QUIC (UDP), e.g. "127.0.0.1:4433"; "" = off; ALPN picks the dialect
 
 [ws]
 ping_interval_ms = 25000
 pong_timeout_ms = 10000
 handshake_timeout_ms = 10000
 paths = {{ "/" = "rtc-signaller", "/v1" = "json" }}
+
+[quic]
+cert_file = ""               # PEM chain; "" with key_file "" = self-signed dev certificate
+key_file = ""
+dev_cert_file = ""           # where the dev certificate's PEM (and .der) go; "" = temp dir
+idle_timeout_ms = 30000      # a silent peer is dropped (its room gets the leave)
+handshake_timeout_ms = 10000
 
 [driver]
 max_connections = 10000      # keep below the process's open-files limit

@@ -12,7 +12,7 @@
 //!   [`FrameWrite`]; [`DriverHandle::serve`] does the rest (decoding on the
 //!   connection's task, bounded outbound queue, slow-consumer close, one `Closed`
 //!   report).
-//! - [`lines`], [`tcp`], [`stdio`], [`ws`]: the wires that ship.
+//! - [`lines`], [`tcp`], [`stdio`], [`ws`], [`quic`]: the wires that ship.
 //!
 //! # A transport of your own
 //!
@@ -69,6 +69,7 @@ pub mod conn;
 pub mod driver;
 pub mod lines;
 pub mod metrics;
+pub mod quic;
 pub mod stdio;
 pub mod tcp;
 pub mod ws;
@@ -77,5 +78,6 @@ mod accept;
 
 pub use conn::{FrameRead, FrameWrite, ReadError};
 pub use driver::{Admission, DriverConfig, DriverGone, DriverHandle};
+pub use quic::QuicConfig;
 pub use tcp::{LineDialect, TcpConfig};
 pub use ws::{HttpFallback, WsConfig};

@@ -75,6 +75,12 @@ impl<W: AsyncWrite + Unpin + Send> LineWriter<W> {
             style,
         }
     }
+
+    /// The stream underneath, for wires that must watch it after the close line
+    /// (QUIC waits for the peer's acknowledgement).
+    pub(crate) fn get_ref(&self) -> &W {
+        self.out.get_ref()
+    }
 }
 
 #[async_trait]
