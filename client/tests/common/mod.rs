@@ -321,6 +321,7 @@ impl FakeServer {
                 count.fetch_add(1, Ordering::SeqCst);
                 let target = Arc::new(Mutex::new(String::new()));
                 let seen = Arc::clone(&target);
+                #[allow(clippy::result_large_err)] // tungstenite's callback signature
                 let callback =
                     move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
                           response| {
