@@ -349,8 +349,11 @@ impl Session {
         })
     }
 
+    /// Runs until the socket closes or `close()` asks. Consumes the session, so the
+    /// outbound queue is gone as soon as it ends: a caller blocked on a full queue is
+    /// released at once.
     async fn run(
-        &mut self,
+        mut self,
         inner: &Inner,
         ws: &mut Ws,
         control: &mut mpsc::Receiver<Control>,
@@ -369,7 +372,6 @@ impl Session {
         let mut outbound_open = true;
         loop {
             tokio::select! {
-                biased;
                 control = control.recv() => {
                     let (code, reason, done) = match control {
                         Some(Control::Close { code, reason, done }) => (code, reason, Some(done)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{FakeServer, ManualClock, next};
 use serde_json::json;
 use switchyard_client::{
-    Disconnected, GoingAway, ReconnectOptions, ServerError, SignallingClient,
+    Connected, Disconnected, GoingAway, ReconnectOptions, ServerError, SignallingClient,
     SignallingClientOptions, SignallingError, State, SubscribeOptions, Timer,
 };
 
@@ -66,13 +66,7 @@ async fn slow_consumer_4013_and_going_away_1001_retry_with_the_normal_backoff() 
     let client = client(&server.url(), &clock);
     let mut disconnected = client.events::<Disconnected>();
     let mut going_away = client.events::<GoingAway>();
-    let connecting = tokio::spawn({
-        let client = client.clone();
-        async move { client.connect().await }
-    });
-    let mut conn = server.accept("the first connection").await;
-    conn.welcome("p1").await;
-    connecting.await.expect("join").expect("connect");
+    let conn = welcomed(&mut server, &client, "the first connection").await;
 
     conn.close(4013, "outbound queue full").await;
     let d = next(&mut disconnected, "the 4013").await;
@@ -103,13 +97,7 @@ async fn a_subscribe_dropped_before_its_ack_is_re_subscribed_on_the_next_connect
     let mut server = FakeServer::start().await;
     let clock = ManualClock::default();
     let client = client(&server.url(), &clock);
-    let connecting = tokio::spawn({
-        let client = client.clone();
-        async move { client.connect().await }
-    });
-    let mut conn = server.accept("the first connection").await;
-    conn.welcome("p1").await;
-    connecting.await.expect("join").expect("connect");
+    let mut conn = welcomed(&mut server, &client, "the first connection").await;
 
     let subscribing = tokio::spawn({
         let client = client.clone();
@@ -149,13 +137,7 @@ async fn a_request_in_flight_fails_with_disconnected_and_stray_errors_are_events
     let clock = ManualClock::default();
     let client = client(&server.url(), &clock);
     let mut errors = client.events::<ServerError>();
-    let connecting = tokio::spawn({
-        let client = client.clone();
-        async move { client.connect().await }
-    });
-    let mut conn = server.accept("the connection").await;
-    conn.welcome("p1").await;
-    connecting.await.expect("join").expect("connect");
+    let mut conn = welcomed(&mut server, &client, "the connection").await;
 
     // An error for no pending request: an event, and the connection stays.
     conn.send(json!({"type": "error", "code": "over_message_rate", "message": "slow down"}))
@@ -188,4 +170,85 @@ async fn a_request_in_flight_fails_with_disconnected_and_stray_errors_are_events
         other => panic!("expected DisconnectedError, got {other:?}"),
     }
     assert_eq!(client.state(), State::Reconnecting);
+}
+
+/// Connects `client` to the next connection of `server`, welcomed as `p1`.
+async fn welcomed(
+    server: &mut FakeServer,
+    client: &SignallingClient,
+    what: &str,
+) -> common::FakeConn {
+    let connecting = tokio::spawn({
+        let client = client.clone();
+        async move { client.connect().await }
+    });
+    let mut conn = server.accept(what).await;
+    conn.welcome("p1").await;
+    connecting.await.expect("join").expect("connect");
+    conn
+}
+
+#[tokio::test]
+async fn with_reconnect_off_every_drop_is_terminal() {
+    let mut server = FakeServer::start().await;
+    let client = SignallingClient::new(
+        SignallingClientOptions::new()
+            .url(server.url())
+            .api_key("pk_scripted")
+            .no_reconnect(),
+    )
+    .expect("valid options");
+    let mut disconnected = client.events::<Disconnected>();
+    let conn = welcomed(&mut server, &client, "the connection").await;
+    conn.close(1001, "restarting").await;
+    let d = next(&mut disconnected, "the terminal Disconnected").await;
+    assert_eq!((d.code, d.will_reconnect), (1001, false));
+    assert_eq!(client.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn without_auto_resubscribe_nothing_is_recorded_or_replayed() {
+    let mut server = FakeServer::start().await;
+    let clock = ManualClock::default();
+    let client = SignallingClient::new(
+        SignallingClientOptions::new()
+            .url(server.url())
+            .api_key("pk_scripted")
+            .auto_resubscribe(false)
+            .clock(clock.clone())
+            .jitter(|| 0.0),
+    )
+    .expect("valid options");
+    let mut connected = client.events::<Connected>();
+    let mut conn = welcomed(&mut server, &client, "the first connection").await;
+    let subscribing = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .subscribe("rooms/a", SubscribeOptions::default())
+                .await
+        }
+    });
+    let frame = conn.recv("the subscribe").await;
+    conn.send(json!({"type": "ack", "requestId": frame["requestId"]}))
+        .await;
+    subscribing.await.expect("join").expect("acked");
+    assert!(client.subscriptions().is_empty());
+
+    conn.close(4000, "idle").await;
+    let (_, delay) = clock.next_backoff("the backoff").await;
+    clock.advance(delay);
+    let mut conn = server.accept("the second connection").await;
+    conn.welcome("p1").await;
+    common::until(&mut connected, "the reconnect", |c| c.is_reconnect).await;
+    let publishing = tokio::spawn({
+        let client = client.clone();
+        async move { client.publish("rooms/a", &json!("first")).await }
+    });
+    let frame = conn.recv("the first frame on the new connection").await;
+    assert_eq!(
+        frame["type"], "publish",
+        "no subscribe was replayed: {frame}"
+    );
+    publishing.abort();
 }
