@@ -126,6 +126,42 @@ fn bench_case(c: &mut Criterion, group: &str, sender: Dialect, frame: &str, mix:
     g.finish();
 }
 
+/// The floor every fan-out pays: queueing N sends of one shared frame and draining
+/// them, with no routing at all. Hub figures are reported as ratios to this.
+fn baseline(c: &mut Criterion) {
+    let mut g = c.benchmark_group("baseline_queue_sends");
+    let frame = Bytes::from(vec![b'x'; 100]);
+    for receivers in [1usize, 100, 10_000] {
+        let conns: Vec<ConnId> = {
+            let (_, conns, _) = room(Dialect::Signaller, receivers, Mix::Signaller);
+            conns
+        };
+        let mut queue = std::collections::VecDeque::with_capacity(receivers);
+        g.throughput(Throughput::Elements(receivers as u64));
+        g.bench_with_input(
+            BenchmarkId::from_parameter(receivers),
+            &receivers,
+            |b, &n| {
+                b.iter(|| {
+                    for &conn in &conns[1..] {
+                        queue.push_back(Output::Send {
+                            conn,
+                            frame: frame.clone(),
+                        });
+                    }
+                    let mut sent = 0;
+                    while let Some(out) = queue.pop_front() {
+                        black_box(out);
+                        sent += 1;
+                    }
+                    assert_eq!(sent, n);
+                });
+            },
+        );
+    }
+    g.finish();
+}
+
 fn broadcast(c: &mut Criterion) {
     let text = "x".repeat(80);
     let signal = format!(r#"/chat|p0|{{"text":"{text}"}}"#);
@@ -172,5 +208,5 @@ fn direct(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, broadcast, direct);
+criterion_group!(benches, baseline, broadcast, direct);
 criterion_main!(benches);
