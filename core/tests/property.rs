@@ -5,10 +5,7 @@
 //! alone and `SWITCHYARD_PROPTEST_CASES=<n>` runs more.
 
 use switchyard_core::testing::model::{Coverage, run_ops};
-use switchyard_core::testing::ops::{
-    Creds, Expiry, FrameSpec, Op, SeededBytes, Step, TokenSpec, encode_ops,
-};
-use switchyard_core::testing::targets::hub_ops;
+use switchyard_core::testing::ops::{SeededBytes, encode_ops, scenarios};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -69,65 +66,15 @@ fn the_hub_agrees_with_the_model_on_random_operation_sequences() {
     }
 }
 
-/// Random bytes rarely line up a crowded room, so one scripted sequence makes sure
-/// the presence cap, take-over, token expiry and the auth timeout are always reached.
+/// Random bytes rarely line up a crowded room, a take-over or a timer, so the
+/// hand-written scenarios (which also seed the `hub_ops` corpus) run here too.
 #[test]
-fn the_hub_agrees_with_the_model_on_a_crowded_scripted_run() {
-    let full = |sub| Creds::Token(TokenSpec::full(sub));
-    let soon = Creds::Token(TokenSpec {
-        exp: Expiry::Soon,
-        ..TokenSpec::full(3)
-    });
-    let built = |kind, a, b, c| FrameSpec::Built {
-        kind,
-        a,
-        b,
-        c,
-        token: None,
-    };
-    let frame = |conn, frame| Op::Frame { conn, frame };
-    let ops = vec![
-        Op::Open {
-            json: true,
-            creds: full(0),
-        }, // #0 alice (JSON)
-        Op::Open {
-            json: true,
-            creds: full(1),
-        }, // #1 bob (JSON)
-        Op::Open {
-            json: false,
-            creds: full(2),
-        }, // #2 carol (rtc-signaller)
-        Op::Open {
-            json: true,
-            creds: soon,
-        }, // #3 dave (JSON), token expires in 20 s
-        Op::Open {
-            json: false,
-            creds: Creds::None,
-        }, // #4 must authenticate in-band
-        frame(0, built(0, 0, 1, 1)), // alice subscribes r1
-        frame(1, built(0, 0, 1, 1)), // bob subscribes r1
-        frame(2, built(0, 0, 0, 0)), // carol announces into r1
-        frame(3, built(0, 0, 1, 1)), // dave subscribes r1: 4 peers, over the cap of 2
-        frame(0, built(2, 0, 0, 2)), // alice publishes to r1
-        frame(2, built(4, 1, 0, 0)), // carol's pass-through
-        Op::Open {
-            json: false,
-            creds: full(2),
-        }, // #5 carol again
-        frame(5, built(0, 0, 0, 0)), // takes over carol's place in r1
-        frame(2, built(4, 1, 0, 0)), // the replaced connection is out of the room
-        Op::Advance(Step::Expiry),   // dave's token expires, #4's auth times out
-        frame(1, built(1, 0, 0, 3)), // bob unsubscribes: back within the cap
-        frame(5, built(2, 0, 0, 0)), // carol leaves gracefully
-        Op::Close {
-            conn: 5,
-            graceful: false,
-        },
-        Op::Blocked { conn: 0 },
-    ];
-    // Variant 8: generous rate, no anonymous access, 2 KiB frames.
-    hub_ops(&encode_ops(8, &ops));
+fn the_hub_agrees_with_the_model_on_the_scripted_scenarios() {
+    for (name, variant, ops) in scenarios() {
+        let coverage = run_ops(&encode_ops(variant, &ops));
+        assert!(
+            coverage.count("refused") + coverage.count("delivery") > 0,
+            "{name} did nothing"
+        );
+    }
 }

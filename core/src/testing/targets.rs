@@ -59,7 +59,12 @@ pub fn signaller_decode(data: &[u8]) {
                     (&u.target, &u.name, &u.sender),
                     (&t.target, &t.name, &t.sender)
                 );
-                assert!(!String::from_utf8_lossy(&u.frame).contains("\"token\":"));
+                assert_eq!(u.frame, t.frame, "stripping is idempotent");
+                let before = wrapped_payload(trimmed).expect("the input had a payload");
+                let after = wrapped_payload(&u.frame).expect("the copy has a payload");
+                let mut expected = before;
+                expected.remove("token").expect("only a token is stripped");
+                assert_eq!(after, expected, "the copy is the payload without its token");
             }
         }
         other => panic!("the rtc-signaller codec produced {other:?}"),
@@ -90,6 +95,18 @@ pub fn json_decode(data: &[u8]) {
         Ok(other) => panic!("the JSON codec produced {other:?}"),
         Err(DecodeError::Malformed { request_id, .. }) => check_rid(&request_id),
         Err(_) => {}
+    }
+}
+
+/// The JSON payload of `/to|<target>|/announce|<sender>|<payload>`.
+fn wrapped_payload(frame: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    let text = std::str::from_utf8(frame).ok()?;
+    let mut parts = text.splitn(4, '|');
+    let rest = parts.nth(3)?;
+    let (_, payload) = rest.split_once('|')?;
+    match serde_json::from_str(payload).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
     }
 }
 
