@@ -17,6 +17,16 @@
 //!     r#"/leave|alice|{"id":"alice"}"#,
 //! ]);
 //! ```
+//!
+//! Beside the harness: [`ops`] decodes structured operation sequences from bytes,
+//! [`model`] runs them against the hub and a reference model, checking after every
+//! step, and [`targets`] holds the fuzz target bodies that `fuzz/` and the corpus
+//! replay test share (see `docs/fuzzing.md`).
+
+mod frames;
+pub mod model;
+pub mod ops;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

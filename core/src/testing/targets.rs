@@ -1,0 +1,188 @@
+//! The bodies of the fuzz targets in `fuzz/fuzz_targets/`, here so that the fuzzer
+//! (on nightly) and `core/tests/corpus.rs` (on stable, replaying every committed
+//! corpus file) run exactly the same code. Each takes the raw input and panics on a
+//! violation.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::ops::SeededBytes;
+use super::{TEST_UNIX, test_key};
+use crate::token::{KeySet, Verifier, mint};
+use crate::wire::json::MAX_REQUEST_ID_CHARS;
+use crate::wire::{Command, DecodeError, Dialect, RequestId};
+
+/// `signaller_decode`: any bytes through the rtc-signaller codec. It never panics,
+/// and what it decodes is consistent: forwarded frames are the input (trimmed) or,
+/// for an announce that carried a `token`, a copy that decodes to the same announce
+/// without one.
+pub fn signaller_decode(data: &[u8]) {
+    let Ok(command) = Dialect::Signaller.decode(Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    let trimmed = trim_line_end(data);
+    match command {
+        Command::Announce(a) => {
+            assert!(!a.metadata.contains_key("token"), "token left in metadata");
+            if a.token.is_none() {
+                assert_eq!(a.frame, trimmed, "announce forwards the input as sent");
+            } else {
+                let again = Dialect::Signaller.decode(a.frame.clone());
+                let Ok(Command::Announce(b)) = again else {
+                    panic!("stripped announce does not decode: {again:?}");
+                };
+                assert!(b.token.is_none(), "token survived stripping");
+                assert_eq!((&b.id, &b.room, &b.metadata), (&a.id, &a.room, &a.metadata));
+                assert_eq!(b.sender, a.sender, "stripping changed the sender");
+            }
+        }
+        Command::Leave(l) => assert_eq!(l.frame, trimmed),
+        Command::Signal(s) => {
+            assert_eq!(s.frame, trimmed);
+            assert!(s.args_at <= s.frame.len());
+            assert_eq!(s.name, s.name.to_ascii_lowercase());
+            let _ = s.args();
+        }
+        Command::To(t) => {
+            assert!(t.args_at <= t.frame.len());
+            assert!(!t.target.is_empty());
+            let _ = t.args();
+            if t.frame != trimmed {
+                // Only a wrapped announce with a token is rewritten, and the copy
+                // routes the same way.
+                assert_eq!(t.name, "announce", "only announces are rewritten");
+                let again = Dialect::Signaller.decode(t.frame.clone());
+                let Ok(Command::To(u)) = again else {
+                    panic!("rewritten /to does not decode: {again:?}");
+                };
+                assert_eq!(
+                    (&u.target, &u.name, &u.sender),
+                    (&t.target, &t.name, &t.sender)
+                );
+                assert_eq!(u.frame, t.frame, "stripping is idempotent");
+                let before = wrapped_payload(trimmed).expect("the input had a payload");
+                let after = wrapped_payload(&u.frame).expect("the copy has a payload");
+                let mut expected = before;
+                expected.remove("token").expect("only a token is stripped");
+                assert_eq!(after, expected, "the copy is the payload without its token");
+            }
+        }
+        other => panic!("the rtc-signaller codec produced {other:?}"),
+    }
+}
+
+/// `json_decode`: any bytes through the JSON codec. It never panics, `data` is the
+/// sender's JSON byte for byte, and request ids are valid.
+pub fn json_decode(data: &[u8]) {
+    let check_rid = |rid: &Option<RequestId>| {
+        if let Some(rid) = rid {
+            let s: String = serde_json::from_str(rid.as_json()).expect("request ids are strings");
+            assert!(s.chars().count() <= MAX_REQUEST_ID_CHARS);
+        }
+    };
+    match Dialect::Json.decode(Bytes::copy_from_slice(data)) {
+        Ok(Command::Subscribe(s)) => check_rid(&s.request_id),
+        Ok(Command::Unsubscribe(u)) => check_rid(&u.request_id),
+        Ok(Command::Publish(p)) => {
+            check_rid(&p.request_id);
+            is_json(&p.data);
+        }
+        Ok(Command::Send(s)) => {
+            check_rid(&s.request_id);
+            is_json(&s.data);
+        }
+        Ok(Command::Auth(a)) => check_rid(&a.request_id),
+        Ok(other) => panic!("the JSON codec produced {other:?}"),
+        Err(DecodeError::Malformed { request_id, .. }) => check_rid(&request_id),
+        Err(_) => {}
+    }
+}
+
+/// The JSON payload of `/to|<target>|/announce|<sender>|<payload>`.
+fn wrapped_payload(frame: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    let text = std::str::from_utf8(frame).ok()?;
+    let mut parts = text.splitn(4, '|');
+    let rest = parts.nth(3)?;
+    let (_, payload) = rest.split_once('|')?;
+    match serde_json::from_str(payload).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+fn is_json(data: &[u8]) {
+    serde_json::from_slice::<serde::de::IgnoredAny>(data)
+        .unwrap_or_else(|e| panic!("data is not JSON ({e}): {data:?}"));
+}
+
+fn trim_line_end(data: &[u8]) -> &[u8] {
+    let mut end = data.len();
+    while end > 0 && matches!(data[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    &data[..end]
+}
+
+/// `token_verify`: the verifier never panics. The first byte picks how the rest is
+/// used: as a token string; as claims JSON, minted with the test key then verified;
+/// or as the seed of well-formed claims that must verify and round-trip.
+pub fn token_verify(data: &[u8]) {
+    let verifier = Verifier::new(KeySet::new(vec![test_key()]).expect("one key"));
+    let (mode, rest) = data.split_first().unwrap_or((&0, &[]));
+    let now = TEST_UNIX;
+    match mode % 3 {
+        0 => {
+            let _ = verifier.verify(&String::from_utf8_lossy(rest), now);
+        }
+        1 => {
+            if let Ok(claims @ Value::Object(_)) = serde_json::from_slice::<Value>(rest) {
+                let token = mint(&test_key(), &claims).expect("objects sign");
+                let _ = verifier.verify(&token, now);
+            }
+        }
+        _ => valid_claims_round_trip(&verifier, rest, now),
+    }
+}
+
+fn valid_claims_round_trip(verifier: &Verifier, seed: &[u8], now: u64) {
+    let mut rng = SeededBytes::new(
+        seed.iter()
+            .fold(0u64, |h, &b| h.rotate_left(8) ^ u64::from(b)),
+    );
+    let mut pick = |n: u64| rng.next_u64() % n;
+    let subs = ["alice", "ck9a1x0qz0000a1b2c3d4e5f6", "ü-ñ", "a b c"];
+    let channels = ["r1", "rooms/*", "app/**", "**", "a-*-b"];
+    let names = ["publish", "subscribe", "presence", "send"];
+    let sub = subs[pick(4) as usize];
+    let granted: Vec<&str> = channels.iter().filter(|_| pick(2) == 0).copied().collect();
+    let perms: Vec<&str> = names.iter().filter(|_| pick(2) == 0).copied().collect();
+    let exp = now + 1 + pick(10_000);
+    let mut claims = json!({ "sub": sub, "channels": granted, "exp": exp });
+    if pick(2) == 0 {
+        claims["permissions"] = json!(perms);
+    } else {
+        claims["scope"] = json!(perms.join(" "));
+    }
+    if pick(2) == 0 {
+        claims["tenant"] = json!("t2");
+    }
+    if pick(2) == 0 {
+        claims["metadata"] = json!({ "name": sub, "iceServers": [] });
+    }
+    let token = mint(&test_key(), &claims).expect("objects sign");
+    let got = verifier
+        .verify(&token, now)
+        .unwrap_or_else(|e| panic!("valid claims {claims} refused: {e}"));
+    assert_eq!(got.sub, sub);
+    assert_eq!(got.exp, Some(exp));
+    let got_channels: Vec<&str> = got.channels.iter().map(|p| p.as_str()).collect();
+    assert_eq!(got_channels, granted);
+    assert_eq!(got.permissions.names().collect::<Vec<_>>(), perms);
+    assert!(got.metadata.is_none_or(|m| !m.contains_key("iceServers")));
+}
+
+/// `hub_ops`: the hub as a whole, against the reference model (see
+/// [`super::model`]).
+pub fn hub_ops(data: &[u8]) {
+    let _ = super::model::run_ops(data);
+}
