@@ -43,6 +43,7 @@ pub mod clock;
 pub mod close_code;
 mod error;
 mod events;
+mod link;
 mod options;
 mod supervisor;
 mod wire;
@@ -58,5 +59,6 @@ pub use events::{
     Presence, PresencePeer, ServerError, StateChange, TokenProviderError,
 };
 pub use options::{
-    DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions, TokenFuture,
+    CertificateDer, DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions,
+    TokenFuture, Transport,
 };
