@@ -467,3 +467,71 @@ async fn the_server_grants_one_bidirectional_stream_and_no_other() {
         .await;
     assert_eq!(field(&peer.expect_line("ack").await, "type"), "ack");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_client_that_never_reads_is_closed_with_application_code_4013() {
+    let mut setup = Setup::default();
+    setup.driver.outbound_queue = 4;
+    setup.driver.close_timeout = Duration::from_millis(300);
+    // This test is about a reader that cannot keep up, not about a sender's rate.
+    setup.hub.limits.message_rate = 1_000_000;
+    setup.hub.limits.message_burst = 1_000_000;
+    let server = start(setup).await;
+
+    // A tiny stream window, so that QUIC flow control stops the server's writes after a
+    // few kilobytes the client does not read.
+    let roots = [server.certificate.clone()];
+    let mut client = quic::client_config(&roots, Dialect::Json).expect("client config");
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(VarInt::from_u32(4096))
+        .receive_window(VarInt::from_u32(8192));
+    client.transport_config(std::sync::Arc::new(transport));
+    let (_endpoint, connection) = handshake(server.quic, client)
+        .await
+        .expect("quic handshake");
+    let (mut send, recv) = connection.open_bi().await.expect("open stream");
+    send.write_all(b"{\"type\":\"subscribe\",\"channel\":\"r\",\"requestId\":\"s\"}\n")
+        .await
+        .expect("subscribe");
+    let mut slow = Quic {
+        connection,
+        send,
+        read: BufReader::new(recv),
+        _endpoint,
+    };
+    quic_welcome(&mut slow).await;
+    assert_eq!(field(&slow.expect_line("slow's ack").await, "type"), "ack");
+    slow.expect_line("slow's snapshot").await;
+    // From here on the slow client reads nothing.
+
+    let mut flooder = Ws::connect(server.ws, "/v1").await;
+    ws_welcome(&mut flooder).await;
+    let pad = "x".repeat(8 * 1024);
+    let mut sent = 0;
+    while slow.connection.close_reason().is_none() {
+        assert!(sent < 2_000, "the slow client was never closed");
+        flooder
+            .send(&format!(
+                r#"{{"type":"publish","channel":"r","data":{{"n":{sent},"pad":"{pad}"}}}}"#
+            ))
+            .await;
+        sent += 1;
+        if sent % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let closed = tokio::time::timeout(WAIT, slow.connection.closed())
+        .await
+        .expect("timed out waiting for the close");
+    match closed {
+        ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 4013, "{close:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&close.reason),
+                "outbound queue full"
+            );
+        }
+        other => panic!("expected an application close with 4013, got {other}"),
+    }
+}

@@ -30,7 +30,10 @@
 //!   ([`SignallingClient::on`]) or bounded streams ([`SignallingClient::events`]).
 //! - **Time and jitter are injectable** ([`Clock`], [`SignallingClientOptions::jitter`]),
 //!   so the reconnect policy can be tested without waiting.
-//! - **No TLS yet**: `wss://` URLs are refused at construction with
+//! - **Transports** ([`Transport`]): WebSocket (default), QUIC (`quic://host:port`,
+//!   trusting the certificates you give) or TCP lines (`tcp://`, loopback), with the
+//!   token in band on the last two; the session and the close-code policy are shared.
+//! - **No TLS yet** for WebSocket: `wss://` URLs are refused at construction with
 //!   [`OptionsError::TlsUnavailable`]; `ws://` is allowed to loopback hosts only.
 //!
 //! Logs go through `tracing` (the seed's `logger` option).
@@ -43,6 +46,7 @@ pub mod clock;
 pub mod close_code;
 mod error;
 mod events;
+mod link;
 mod options;
 mod supervisor;
 mod wire;
@@ -58,5 +62,6 @@ pub use events::{
     Presence, PresencePeer, ServerError, StateChange, TokenProviderError,
 };
 pub use options::{
-    DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions, TokenFuture,
+    CertificateDer, DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions,
+    TokenFuture, Transport,
 };

@@ -12,6 +12,38 @@ use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::clock::{Clock, Jitter, TokioClock, random_jitter};
 use crate::error::{BoxError, OptionsError};
+use crate::link::Wire;
+
+/// A DER certificate, for [`Transport::Quic`]'s trusted roots (rustls' type).
+pub use quinn::rustls::pki_types::CertificateDer;
+
+/// The wire under the session. Sessions, reconnects, re-subscribes and events are the
+/// same on each; the URL's scheme must match (`ws://`, `quic://`, `tcp://`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A WebSocket to `ws://host:port/path` (the default); credentials in the URL.
+    #[default]
+    WebSocket,
+    /// QUIC to `quic://host:port` (ALPN `switchyard-json`, one bidirectional stream
+    /// of newline-delimited frames). The token goes in band, as the first frame
+    /// (`{"type":"auth","token":..}`); API keys are refused (the server takes them in
+    /// the WebSocket URL only). The server's close code arrives as the QUIC
+    /// application error code, and goes through the same policy as on WebSocket.
+    Quic {
+        /// The name checked against the server's certificate; `None`: the URL's host.
+        server_name: Option<String>,
+        /// The certificates (or CAs) to trust, such as the server's dev certificate.
+        trusted_certs: Vec<CertificateDer<'static>>,
+    },
+    /// Plain TCP lines to `tcp://host:port` (loopback only, no TLS), token in band as
+    /// on QUIC.
+    TcpLines {
+        /// Send `hello json` first, as a listener with `tcp_dialect = "auto"` (the
+        /// default) expects; `false` for a listener fixed to `json`.
+        hello: bool,
+    },
+}
 
 /// The future a token provider returns.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, BoxError>> + Send>>;
@@ -102,6 +134,7 @@ pub struct SignallingClientOptions {
     pub(crate) api_key: Option<String>,
     pub(crate) token_provider: Option<TokenProvider>,
     pub(crate) url: String,
+    pub(crate) transport: Option<Transport>,
     pub(crate) token_provider_timeout: Duration,
     pub(crate) reconnect: Option<ReconnectOptions>,
     pub(crate) inactivity_timeout: Duration,
@@ -116,6 +149,7 @@ impl Default for SignallingClientOptions {
             api_key: None,
             token_provider: None,
             url: DEFAULT_URL.to_owned(),
+            transport: None,
             token_provider_timeout: Duration::from_secs(10),
             reconnect: Some(ReconnectOptions::default()),
             inactivity_timeout: Duration::from_secs(60),
@@ -132,6 +166,7 @@ impl fmt::Debug for SignallingClientOptions {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("token_provider", &self.token_provider.is_some())
             .field("url", &self.url)
+            .field("transport", &self.transport)
             .field("token_provider_timeout", &self.token_provider_timeout)
             .field("reconnect", &self.reconnect)
             .field("inactivity_timeout", &self.inactivity_timeout)
@@ -175,6 +210,15 @@ impl SignallingClientOptions {
     #[must_use]
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// The wire: [`Transport::WebSocket`] unless told otherwise, or
+    /// [`Transport::TcpLines`] with `hello` for a `tcp://` URL. `quic://` URLs need
+    /// [`Transport::Quic`] here, for the certificates to trust.
+    #[must_use]
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
         self
     }
 
@@ -250,7 +294,34 @@ impl SignallingClientOptions {
                 "token_provider_timeout must be above zero",
             ));
         }
-        Endpoint::parse(&self.url)
+        let mut endpoint = Endpoint::parse(&self.url)?;
+        let bad = |why| OptionsError::Url {
+            url: self.url.clone(),
+            why,
+        };
+        let transport = match (endpoint.scheme, &self.transport) {
+            (_, Some(transport)) => transport.clone(),
+            (Scheme::Ws, None) => Transport::WebSocket,
+            (Scheme::Tcp, None) => Transport::TcpLines { hello: true },
+            (Scheme::Quic, None) => {
+                return Err(bad(
+                    "quic:// needs .transport(Transport::Quic { .. }) with the certificates to trust",
+                ));
+            }
+        };
+        match (endpoint.scheme, &transport) {
+            (Scheme::Ws, Transport::WebSocket)
+            | (Scheme::Quic, Transport::Quic { .. })
+            | (Scheme::Tcp, Transport::TcpLines { .. }) => {}
+            _ => return Err(bad("the scheme does not match the transport")),
+        }
+        if self.api_key.is_some() && transport != Transport::WebSocket {
+            return Err(OptionsError::Invalid(
+                "api_key needs the WebSocket transport; use a token_provider over QUIC or TCP",
+            ));
+        }
+        endpoint.wire = Wire::new(&transport, &endpoint.host, self.inactivity_timeout)?;
+        Ok(endpoint)
     }
 }
 
@@ -259,8 +330,17 @@ impl SignallingClientOptions {
 pub(crate) struct Endpoint {
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// `ws://host:port/path`, with the caller's query if any.
+    /// `ws://host:port/path`, with the caller's query if any (WebSocket only).
     base: String,
+    pub(crate) scheme: Scheme,
+    pub(crate) wire: Wire,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Ws,
+    Quic,
+    Tcp,
 }
 
 impl Endpoint {
@@ -271,13 +351,24 @@ impl Endpoint {
         };
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         let host = uri.host().ok_or_else(|| bad("no host"))?;
-        match uri.scheme_str() {
+        let scheme = match uri.scheme_str() {
             Some("wss") => return Err(OptionsError::TlsUnavailable),
-            Some("ws") if is_loopback(host) => {}
+            Some("ws") if is_loopback(host) => Scheme::Ws,
             Some("ws") => return Err(bad("ws:// is for loopback hosts only; use wss://")),
-            _ => return Err(bad("the scheme must be wss:// (or ws:// for loopback)")),
-        }
-        let port = uri.port_u16().unwrap_or(80);
+            Some("tcp") if is_loopback(host) => Scheme::Tcp,
+            Some("tcp") => return Err(bad("tcp:// is for loopback hosts only")),
+            Some("quic") => Scheme::Quic,
+            _ => {
+                return Err(bad(
+                    "the scheme must be wss://, quic:// (or ws://, tcp:// for loopback)",
+                ));
+            }
+        };
+        let port = match (scheme, uri.port_u16()) {
+            (_, Some(port)) => port,
+            (Scheme::Ws, None) => 80,
+            (_, None) => return Err(bad("quic:// and tcp:// URLs need a port")),
+        };
         let path = match uri.path() {
             "" | "/" => "/v1",
             path => path,
@@ -295,6 +386,8 @@ impl Endpoint {
                 .to_owned(),
             port,
             base,
+            scheme,
+            wire: Wire::WebSocket,
         })
     }
 

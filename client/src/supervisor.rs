@@ -13,15 +13,8 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::client::{Control, Inner, Pending, State, fail_disconnected};
 use crate::clock::Timer;
@@ -32,15 +25,11 @@ use crate::error::{
 use crate::events::{
     Connected, Direct, Disconnected, GoingAway, Message, Presence, ServerError, TokenProviderError,
 };
+use crate::link::{Link, Received};
 use crate::wire::{Frame, Request, Welcome};
-
-type Ws = WebSocketStream<TcpStream>;
 
 /// Frames callers may queue for the socket before `publish().await` waits.
 const OUTBOUND: usize = 256;
-
-/// How long a close handshake may take before the socket is simply dropped.
-const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// The token provider failures in a row after which `TokenProviderError` is emitted.
 const TOKEN_FAILURES_REPORTED: u32 = 3;
@@ -162,10 +151,10 @@ pub(crate) async fn run(
 
 /// One connect attempt: a credential, the socket, the upgrade, the `welcome`. The
 /// whole attempt (after the token provider) is bounded by the inactivity window.
-async fn attempt(inner: &Inner, token_failures: &mut u32) -> Result<(Ws, Welcome), Failure> {
+async fn attempt(inner: &Inner, token_failures: &mut u32) -> Result<(Link, Welcome), Failure> {
     let options = &inner.options;
-    let url = match (&options.api_key, &options.token_provider) {
-        (Some(key), _) => inner.endpoint.with_credential("key", key),
+    let credential = match (&options.api_key, &options.token_provider) {
+        (Some(key), _) => ("key", key.clone()),
         (None, Some(provider)) => {
             let call = provider();
             let cap = options
@@ -178,7 +167,7 @@ async fn attempt(inner: &Inner, token_failures: &mut u32) -> Result<(Ws, Welcome
             match token {
                 Ok(token) => {
                     *token_failures = 0;
-                    inner.endpoint.with_credential("token", &token)
+                    ("token", token)
                 }
                 Err(error) => {
                     *token_failures += 1;
@@ -197,46 +186,24 @@ async fn attempt(inner: &Inner, token_failures: &mut u32) -> Result<(Ws, Welcome
         .clock
         .sleep(options.inactivity_timeout, Timer::Inactivity);
     tokio::select! {
-        welcomed = open(inner, url) => welcomed,
+        welcomed = open(inner, (credential.0, &credential.1)) => welcomed,
         () = window => Err(Failure::closed(ABNORMAL, "no welcome within the inactivity window")),
     }
 }
 
-async fn open(inner: &Inner, url: String) -> Result<(Ws, Welcome), Failure> {
-    let transport = |e: &dyn std::fmt::Display| Failure::closed(ABNORMAL, e.to_string());
-    let request = url.into_client_request().map_err(|e| transport(&e))?;
-    let endpoint = &inner.endpoint;
-    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+async fn open(inner: &Inner, credential: (&str, &str)) -> Result<(Link, Welcome), Failure> {
+    let mut link = Link::dial(&inner.endpoint, credential)
         .await
-        .map_err(|e| transport(&e))?;
-    let _ = stream.set_nodelay(true);
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .map_err(|e| match e {
-            WsError::Http(response) => Failure::closed(
-                ABNORMAL,
-                format!("the upgrade was refused: HTTP {}", response.status()),
-            ),
-            e => transport(&e),
-        })?;
+        .map_err(|e| Failure::closed(ABNORMAL, e.reason))?;
     loop {
-        match ws.next().await {
-            Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<Frame>(&text) {
-                Ok(Frame::Welcome(welcome)) => return Ok((ws, welcome)),
+        match link.recv().await {
+            Received::Text(text) => match serde_json::from_str::<Frame>(&text) {
+                Ok(Frame::Welcome(welcome)) => return Ok((link, welcome)),
                 _ => tracing::debug!(frame = %text, "frame before welcome ignored"),
             },
-            Some(Ok(WsMessage::Close(frame))) => return Err(close_failure(frame)),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(transport(&e)),
-            None => return Err(Failure::closed(ABNORMAL, "closed before welcome")),
+            Received::Nothing => {}
+            Received::Closed { code, reason } => return Err(Failure::closed(code, reason)),
         }
-    }
-}
-
-fn close_failure(frame: Option<CloseFrame>) -> Failure {
-    match frame {
-        Some(frame) => Failure::closed(frame.code.into(), frame.reason.as_str()),
-        None => Failure::closed(ABNORMAL, "closed without a code"),
     }
 }
 
@@ -355,17 +322,20 @@ impl Session {
     async fn run(
         mut self,
         inner: &Inner,
-        ws: &mut Ws,
+        ws: &mut Link,
         control: &mut mpsc::Receiver<Control>,
     ) -> End {
         for frame in self.resubscribe.drain(..) {
-            if let Err(e) = ws.send(WsMessage::text(frame)).await {
+            if let Err(reason) = ws.send(frame).await {
                 return End::Closed {
                     code: ABNORMAL,
-                    reason: e.to_string(),
+                    reason,
                 };
             }
         }
+        // Only WebSocket servers ping; a quiet QUIC or TCP session is not a dead one
+        // (QUIC has its own keepalive and idle timeout).
+        let heartbeat = inner.endpoint.wire.has_heartbeat();
         let clock = &inner.options.clock;
         let window = inner.options.inactivity_timeout;
         let mut idle = clock.sleep(window, Timer::Inactivity);
@@ -377,60 +347,36 @@ impl Session {
                         Some(Control::Close { code, reason, done }) => (code, reason, Some(done)),
                         None => (close_code::NORMAL, String::new(), None),
                     };
-                    close_socket(ws, code, reason).await;
+                    ws.close(code, reason).await;
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
                     return End::User;
                 }
-                frame = ws.next() => {
+                frame = ws.recv() => {
                     idle = clock.sleep(window, Timer::Inactivity);
                     match frame {
-                        Some(Ok(WsMessage::Text(text))) => handle_frame(inner, &text),
-                        Some(Ok(WsMessage::Close(frame))) => {
-                            // Drive the close handshake (our reply) to its end.
-                            let _ = tokio::time::timeout(CLOSE_FLUSH, async {
-                                while let Some(Ok(_)) = ws.next().await {}
-                            })
-                            .await;
-                            let Failure { code, reason, .. } = close_failure(frame);
-                            return End::Closed { code, reason };
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return End::Closed { code: ABNORMAL, reason: e.to_string() },
-                        None => return End::Closed { code: ABNORMAL, reason: "the connection ended".into() },
+                        Received::Text(text) => handle_frame(inner, &text),
+                        Received::Nothing => {}
+                        Received::Closed { code, reason } => return End::Closed { code, reason },
                     }
                 }
                 frame = self.outbound.recv(), if outbound_open => match frame {
                     Some(frame) => {
-                        if let Err(e) = ws.send(WsMessage::text(frame)).await {
-                            return End::Closed { code: ABNORMAL, reason: e.to_string() };
+                        if let Err(reason) = ws.send(frame).await {
+                            return End::Closed { code: ABNORMAL, reason };
                         }
                     }
                     None => outbound_open = false,
                 },
-                () = &mut idle => {
+                () = &mut idle, if heartbeat => {
                     let reason = "no frame within the inactivity window";
-                    close_socket(ws, CLIENT_INACTIVITY, reason.into()).await;
+                    ws.close(CLIENT_INACTIVITY, reason.into()).await;
                     return End::Closed { code: CLIENT_INACTIVITY, reason: reason.into() };
                 }
             }
         }
     }
-}
-
-/// Sends a close frame and waits (bounded) for the server's reply and the end.
-async fn close_socket(ws: &mut Ws, code: u16, reason: String) {
-    let frame = CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_FLUSH, async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
 }
 
 /// One text frame from the server.

@@ -14,7 +14,7 @@
 //!   cancel-safe.
 //! - After the hub orders a close, the frames queued before it are written, then the
 //!   close, both within [`DriverConfig::close_timeout`](crate::DriverConfig); a client
-//!   that never reads is then simply dropped.
+//!   that never reads is then aborted ([`FrameWrite::abort`]) and dropped.
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +45,16 @@ pub trait FrameWrite: Send {
     /// Tells the peer the connection is over (close frame, last line) and shuts the
     /// wire down. Errors are ignored: the connection is over either way.
     async fn close(&mut self, code: CloseCode, reason: &str);
+
+    /// Ends the connection at once with `code` and `reason`, without writing anything:
+    /// called when the hub's close could not be written within
+    /// [`DriverConfig::close_timeout`](crate::DriverConfig) (a peer that stopped
+    /// reading, say a slow consumer closed with 4013). Wires whose close carries its
+    /// code out of band (QUIC's application error code) deliver it here; the default
+    /// does nothing, and the wire is simply dropped.
+    fn abort(&mut self, code: CloseCode, reason: &str) {
+        let _ = (code, reason);
+    }
 
     /// How often [`FrameWrite::keepalive`] must run while nothing else is written;
     /// `None` (the default) for wires without pings.
@@ -271,7 +281,11 @@ async fn write_loop<W: FrameWrite>(
                     Step::Closing(order, true) => {
                         return finish(writer, &mut frames, order, close_timeout).await;
                     }
-                    Step::Closing(order, false) => return End::Hub(order),
+                    Step::Closing(order, false) => {
+                        // The write is stuck: the close line can never follow it.
+                        writer.abort(order.code, order.reason);
+                        return End::Hub(order);
+                    }
                 }
             }
             _ = tick(keepalive.as_mut()) => {
@@ -307,7 +321,12 @@ async fn finish<W: FrameWrite>(
             writer.close(order.code, order.reason).await;
         }
     };
-    let _ = tokio::time::timeout(close_timeout, last_words).await;
+    if tokio::time::timeout(close_timeout, last_words)
+        .await
+        .is_err()
+    {
+        writer.abort(order.code, order.reason);
+    }
     End::Hub(order)
 }
 

@@ -43,7 +43,8 @@ fn closed_by_client(error: &io::Error) -> bool {
 }
 
 /// Writes lines to the stream; closes with a last line, then a QUIC application close
-/// carrying the same code and reason.
+/// carrying the same code and reason. When the stream is stuck (a peer that does not
+/// read), [`FrameWrite::abort`] sends the application close alone, at once.
 pub(super) struct QuicWriter {
     lines: LineWriter<SendStream>,
     connection: Connection,
@@ -77,6 +78,13 @@ impl FrameWrite for QuicWriter {
         let _ = self.lines.get_ref().stopped().await;
         close_connection(&self.connection, code, reason);
         self.closing = None;
+    }
+
+    /// The close line cannot get past a stuck stream, but the application error code
+    /// can: close the connection with it now, discarding what the peer has not read.
+    fn abort(&mut self, code: CloseCode, reason: &str) {
+        self.closing = None;
+        close_connection(&self.connection, code, reason);
     }
 }
 
