@@ -117,20 +117,22 @@ fn router(api: Api) -> Router {
 /// The hook the WebSocket listener calls for plain HTTP connections.
 pub fn http_fallback(driver: DriverHandle, reloadable: Shared) -> HttpFallback {
     let router = router(Api { driver, reloadable });
-    HttpFallback(Arc::new(move |stream: Box<dyn HttpIo>, remote: SocketAddr| {
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        Box::pin(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let served = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(io, service)
-                .await;
-            if let Err(error) = served {
-                tracing::debug!(%remote, %error, "http connection ended with an error");
-            }
-        })
-    }))
+    HttpFallback(Arc::new(
+        move |stream: Box<dyn HttpIo>, remote: SocketAddr| {
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            Box::pin(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let served = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(Duration::from_secs(10))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(io, service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(%remote, %error, "http connection ended with an error");
+                }
+            })
+        },
+    ))
 }
 
 impl Api {

@@ -132,7 +132,12 @@ mod tests {
     async fn a_head_split_across_writes_is_read_whole() {
         let (mut client, mut server) = tokio::io::duplex(64);
         let reader = tokio::spawn(async move { read_head(&mut server).await });
-        for part in [&b"GET / HTTP/1.1\r"[..], b"\nUpgrade: websocket\r\n", b"\r", b"\n"] {
+        for part in [
+            &b"GET / HTTP/1.1\r"[..],
+            b"\nUpgrade: websocket\r\n",
+            b"\r",
+            b"\n",
+        ] {
             client.write_all(part).await.unwrap();
             tokio::task::yield_now().await;
         }
