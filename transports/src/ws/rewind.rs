@@ -37,10 +37,8 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Ve
     loop {
         let searched_from = buf.len().saturating_sub(3);
         let room = MAX_HEAD - buf.len();
-        let n = match (&mut *stream).take(room as u64).read_buf(&mut buf).await {
-            Ok(n) => n,
-            Err(_) => return None,
-        };
+        let read = (&mut *stream).take(room as u64).read_buf(&mut buf).await;
+        let Ok(n) = read else { return None };
         if n == 0 {
             return (!buf.is_empty()).then_some(buf);
         }
