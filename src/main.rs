@@ -206,14 +206,18 @@ fn print_dev_banner(settings: &Settings, server: &switchyard::server::Running) -
         "switchyard dev server (loopback only, anonymous peers allowed, dev key \"{}\")",
         key.kid
     );
-    println!("  WebSocket  ws://{ws}/  (rtc-signaller)   ws://{ws}/v1  (JSON)");
+    let scheme = if server.ws_tls { "wss" } else { "ws" };
+    println!("  WebSocket  {scheme}://{ws}/  (rtc-signaller)   {scheme}://{ws}/v1  (JSON)");
     if let Some(tcp) = server.tcp_addr {
         println!("  TCP lines  {tcp}  (first line: hello json | hello rtc-signaller)");
     }
     println!("  token for alice (1 h): {token}");
-    println!("try it:");
-    println!("  cargo run -- stdio --connect 'ws://{ws}/v1?token={token}'");
-    println!(r#"  then type: {{"type":"subscribe","channel":"lobby","requestId":"1"}}"#);
+    if !server.ws_tls {
+        // The stdio bridge speaks ws:// only.
+        println!("try it:");
+        println!("  cargo run -- stdio --connect 'ws://{ws}/v1?token={token}'");
+        println!(r#"  then type: {{"type":"subscribe","channel":"lobby","requestId":"1"}}"#);
+    }
     Ok(())
 }
 

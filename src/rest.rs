@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_core::token::{SigningKey, mint};
 use switchyard_core::{CloseCode, ControlError, Dialect};
+use switchyard_transports::ws::HttpIo;
 use switchyard_transports::{DriverHandle, HttpFallback};
-use tokio::net::TcpStream;
 
 /// One API key for the control plane.
 #[derive(Clone, Deserialize)]
@@ -117,20 +117,22 @@ fn router(api: Api) -> Router {
 /// The hook the WebSocket listener calls for plain HTTP connections.
 pub fn http_fallback(driver: DriverHandle, reloadable: Shared) -> HttpFallback {
     let router = router(Api { driver, reloadable });
-    HttpFallback(Arc::new(move |stream: TcpStream, remote: SocketAddr| {
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        Box::pin(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let served = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(io, service)
-                .await;
-            if let Err(error) = served {
-                tracing::debug!(%remote, %error, "http connection ended with an error");
-            }
-        })
-    }))
+    HttpFallback(Arc::new(
+        move |stream: Box<dyn HttpIo>, remote: SocketAddr| {
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            Box::pin(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let served = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(Duration::from_secs(10))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(io, service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(%remote, %error, "http connection ended with an error");
+                }
+            })
+        },
+    ))
 }
 
 impl Api {

@@ -20,6 +20,8 @@ const BACKLOG: u32 = 4096;
 pub struct Running {
     /// The WebSocket listener's bound address, if any.
     pub ws_addr: Option<SocketAddr>,
+    /// Whether that listener speaks TLS (`wss://`, `https://`).
+    pub ws_tls: bool,
     /// The TCP line listener's bound address, if any.
     pub tcp_addr: Option<SocketAddr>,
     /// The QUIC listener's bound address, if any.
@@ -108,8 +110,10 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     let ws_addr = match bind(&settings.listen.ws)? {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "WebSocket listening (REST and /metrics on the same port)");
             let mut ws_config = settings.ws_config()?;
+            ws_config.tls = ws_tls(settings)?;
+            let scheme = if ws_config.tls.is_some() { "wss" } else { "ws" };
+            tracing::info!(%addr, "WebSocket listening on {scheme}://{addr} (REST and /metrics on the same port)");
             ws_config.http = Some(crate::rest::http_fallback(
                 driver.clone(),
                 Arc::clone(&control),
@@ -146,6 +150,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     };
     Ok(Running {
         ws_addr,
+        ws_tls: ws_addr.is_some() && settings.tls.enabled(),
         tcp_addr,
         quic_addr,
         quic_certificate,
@@ -163,6 +168,19 @@ fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::res
         default_tenant: core.default_tenant.clone(),
         metrics_need_key: settings.api.metrics_require_key,
     }
+}
+
+/// The WebSocket/HTTP listener's TLS from `[tls] cert_file`/`key_file`; `None`: plain.
+fn ws_tls(
+    settings: &Settings,
+) -> Result<Option<Arc<ws::ServerConfig>>, Box<dyn std::error::Error>> {
+    let t = &settings.tls;
+    if !t.enabled() {
+        return Ok(None);
+    }
+    let identity = TlsIdentity::from_pem_files(t.cert_file.as_ref(), t.key_file.as_ref())?;
+    tracing::info!(sha256 = %identity.fingerprint(), "WebSocket/HTTP TLS certificate loaded");
+    Ok(Some(identity.rustls_server_config(&ws::ALPN)?))
 }
 
 /// The QUIC certificate from `[quic] cert_file`/`key_file`, or a fresh self-signed one

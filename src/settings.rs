@@ -31,6 +31,8 @@ pub struct Settings {
     pub ws: Ws,
     /// QUIC details.
     pub quic: Quic,
+    /// TLS on the WebSocket/HTTP listener.
+    pub tls: TlsSettings,
     /// The driver's bounds.
     pub driver: Driver,
     /// Who may connect.
@@ -154,6 +156,24 @@ impl Default for Quic {
             idle_timeout_ms: millis(d.idle_timeout),
             handshake_timeout_ms: millis(d.handshake_timeout),
         }
+    }
+}
+
+/// TLS on the WebSocket/HTTP listener (`wss://`, `https://`). Both files, or neither
+/// (plain: e.g. behind a TLS-terminating reverse proxy).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+}
+
+impl TlsSettings {
+    /// Whether TLS is configured.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
     }
 }
 
@@ -381,6 +401,11 @@ impl Settings {
                 "quic: cert_file and key_file go together".into(),
             ));
         }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err(SettingsError::Invalid(
+                "tls: cert_file and key_file go together".into(),
+            ));
+        }
         if self.quic.idle_timeout_ms == 0 {
             return Err(SettingsError::Invalid(
                 "quic: idle_timeout_ms must be above 0".into(),
@@ -494,8 +519,8 @@ impl Settings {
 /// Sets `section.key` in `doc` from an environment value (`ws_listen`-style names
 /// resolve against the known sections).
 fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), SettingsError> {
-    const SECTIONS: [&str; 8] = [
-        "listen", "ws", "quic", "driver", "auth", "limits", "api", "shutdown",
+    const SECTIONS: [&str; 9] = [
+        "listen", "ws", "quic", "tls", "driver", "auth", "limits", "api", "shutdown",
     ];
     let Some((section, key)) = SECTIONS.iter().find_map(|s| {
         name.strip_prefix(s)
@@ -561,6 +586,10 @@ key_file = ""
 dev_cert_file = ""           # where the dev certificate's PEM (and .der) go; "" = temp dir
 idle_timeout_ms = 30000      # a silent peer is dropped (its room gets the leave)
 handshake_timeout_ms = 10000
+
+[tls]                        # the WebSocket/HTTP port: wss:// and https:// (TLS 1.3)
+cert_file = ""               # PEM chain, leaf first; "" with key_file "" = plain ws:// and http://
+key_file = ""                # (e.g. behind a TLS-terminating reverse proxy)
 
 [driver]
 max_connections = 10000      # keep below the process's open-files limit

@@ -105,6 +105,25 @@ impl TlsIdentity {
         hex.join(":")
     }
 
+    /// A rustls server config for TCP listeners (the WebSocket/HTTP port) presenting
+    /// this identity, on aws-lc-rs, offering the ALPN names `alpn` (`[b"http/1.1"]`
+    /// there; empty: no ALPN). QUIC builds its own (one ALPN name per dialect).
+    ///
+    /// # Errors
+    ///
+    /// rustls refused the certificate or the key (a key that does not match, say).
+    pub fn rustls_server_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ServerConfig>, QuicError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        tls.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+        Ok(Arc::new(tls))
+    }
+
     /// The rustls server side for QUIC: TLS 1.3 only, one ALPN name per dialect.
     pub(super) fn server_crypto(&self) -> Result<QuicServerConfig, QuicError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())

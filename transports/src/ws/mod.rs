@@ -1,11 +1,20 @@
 //! WebSocket server on tokio-tungstenite.
 //!
 //! Each accepted socket is upgraded within [`WsConfig::handshake_timeout`] (so a
-//! slowloris cannot hold it), negotiated by [`handshake::negotiate`] (dialect by path
+//! slowloris cannot hold it; with [`WsConfig::tls`] the TLS handshake counts too),
+//! negotiated by [`handshake::negotiate`] (dialect by path
 //! or subprotocol, credentials by header > subprotocol > query; see that module), then
 //! served by the generic pump. Text and binary messages are frames; a close frame from
 //! the client is a graceful close; a read error, a reset or a peer silent for
 //! [`WsConfig::ping_interval`] + [`WsConfig::pong_timeout`] is a hard one.
+//!
+//! # TLS and plain HTTP on the same port
+//!
+//! With [`WsConfig::tls`] set, every connection is TLS (`wss://`, `https://`); there
+//! is no plain fallback on that port. To tell a WebSocket upgrade from a plain HTTP
+//! request (handed to [`WsConfig::http`]), the listener reads the request head (up to
+//! 8 KiB) and replays it to whichever side serves the connection, so both work over
+//! plain TCP and TLS alike.
 //!
 //! Memory per idle connection is kept small: tungstenite's read and write buffers are
 //! [`WsConfig::read_buffer_size`] and [`WsConfig::write_buffer_size`] (its 128 KiB
@@ -16,11 +25,16 @@
 //! the `Authorization` and `Sec-WebSocket-Protocol` values are never logged.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use switchyard_core::Open;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::rustls::ServerConfig;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -31,10 +45,12 @@ use crate::driver::DriverHandle;
 
 pub mod handshake;
 mod io;
+mod rewind;
 
 pub use handshake::Routes;
 use handshake::{Negotiated, Redacted};
 use io::{WsReader, WsWriter};
+use rewind::{Rewind, read_head};
 
 /// A WebSocket listener's settings.
 #[derive(Clone, Debug)]
@@ -47,7 +63,8 @@ pub struct WsConfig {
     /// How much longer than `ping_interval` a peer may stay silent before it is
     /// dropped as dead (its room then gets the synthetic leave).
     pub pong_timeout: Duration,
-    /// Time allowed from accept to a completed upgrade.
+    /// Time allowed from accept to a completed upgrade (TLS handshake and request
+    /// head included), or to a plain HTTP request's head.
     pub handshake_timeout: Duration,
     /// tungstenite's read buffer per connection.
     pub read_buffer_size: usize,
@@ -56,16 +73,31 @@ pub struct WsConfig {
     /// Where plain HTTP requests on this port go (REST, `/metrics`); `None` answers
     /// them like tungstenite does (400).
     pub http: Option<HttpFallback>,
+    /// TLS for every connection on this port (`wss://`, `https://`); `None`: plain
+    /// (e.g. behind a TLS-terminating proxy). Build it with
+    /// [`TlsIdentity::rustls_server_config`](crate::quic::TlsIdentity::rustls_server_config)
+    /// and [`ALPN`].
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
+/// The ALPN names the WebSocket/HTTP port offers over TLS: HTTP/1.1 only (WebSocket
+/// upgrades and the REST control plane both ride it).
+pub const ALPN: [&[u8]; 1] = [b"http/1.1"];
+
+/// Any byte stream an [`HttpFallback`] can serve: a plain socket or a TLS stream, with
+/// the request head the listener already read replayed first.
+pub trait HttpIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> HttpIo for T {}
+
 /// Serves a plain HTTP connection (not a WebSocket upgrade) that arrived on the
-/// WebSocket port, with nothing read from it yet. The control plane shares the port
+/// WebSocket port, from its first byte (TLS, if any, already undone). The control plane shares the port
 /// this way without the transport knowing what it serves.
 #[derive(Clone)]
-pub struct HttpFallback(pub std::sync::Arc<HttpHandler>);
+pub struct HttpFallback(pub Arc<HttpHandler>);
 
 /// What an [`HttpFallback`] runs for one connection.
-pub type HttpHandler = dyn Fn(TcpStream, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+pub type HttpHandler = dyn Fn(Box<dyn HttpIo>, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
     + Send
     + Sync;
 
@@ -85,6 +117,7 @@ impl Default for WsConfig {
             read_buffer_size: 4 * 1024,
             write_buffer_size: 4 * 1024,
             http: None,
+            tls: None,
         }
     }
 }
@@ -99,20 +132,45 @@ pub async fn serve(listener: TcpListener, driver: DriverHandle, config: WsConfig
     }
 }
 
+async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle, config: WsConfig) {
+    let _ = stream.set_nodelay(true);
+    // One deadline for the TLS handshake, the request head and the upgrade.
+    let deadline = Instant::now() + config.handshake_timeout;
+    let Some(tls) = config.tls.clone() else {
+        return upgrade_or_fallback(stream, remote, driver, config, deadline).await;
+    };
+    match timeout_at(deadline, TlsAcceptor::from(tls).accept(stream)).await {
+        Ok(Ok(stream)) => upgrade_or_fallback(stream, remote, driver, config, deadline).await,
+        Ok(Err(error)) => tracing::debug!(%remote, %error, "tls handshake failed"),
+        Err(_) => tracing::debug!(%remote, "tls handshake timed out"),
+    }
+}
+
+/// Reads the request head (when plain HTTP has somewhere to go), then hands the
+/// connection, head replayed, to the fallback or to the WebSocket upgrade.
 #[allow(
     clippy::result_large_err,
     reason = "the upgrade callback's signature is tungstenite's"
 )]
-async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle, config: WsConfig) {
-    let _ = stream.set_nodelay(true);
+async fn upgrade_or_fallback<S: HttpIo>(
+    mut stream: S,
+    remote: SocketAddr,
+    driver: DriverHandle,
+    config: WsConfig,
+    deadline: Instant,
+) {
+    let mut head = Vec::new();
     if let Some(http) = &config.http {
-        match tokio::time::timeout(config.handshake_timeout, is_upgrade(&stream)).await {
-            Ok(Some(true)) => {}
-            Ok(Some(false)) => return (http.0)(stream, remote).await,
+        head = match timeout_at(deadline, read_head(&mut stream)).await {
+            Ok(Some(head)) => head,
             Ok(None) => return,
             Err(_) => return tracing::debug!(%remote, "request head timed out"),
+        };
+        if !has_upgrade_header(&head) {
+            return (http.0)(Box::new(Rewind::new(head, stream)), remote).await;
         }
     }
+    let stream = Rewind::new(head, stream);
     // Taken before the upgrade; over the cap the upgrade still completes, so that a
     // browser can read the 4010.
     let admission = driver.admit();
@@ -128,7 +186,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle,
     };
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
-    let ws = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
+    let ws = match timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => return tracing::debug!(%remote, %error, "websocket upgrade failed"),
         Err(_) => return tracing::debug!(%remote, "websocket upgrade timed out"),
@@ -158,30 +216,6 @@ async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle,
     open.remote = Some(remote);
     let _counted = driver.metrics().track("ws");
     admission.serve(reader, writer, open).await;
-}
-
-/// Whether the request waiting on `stream` asks for a WebSocket upgrade, judged from
-/// its head without consuming it (`None`: the client went away first). Heads larger
-/// than 8 KiB are judged on their first 8 KiB.
-async fn is_upgrade(stream: &TcpStream) -> Option<bool> {
-    const MAX_HEAD: usize = 8 * 1024;
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut seen = 0;
-    loop {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        let head = &buf[..n];
-        if n == MAX_HEAD || head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Some(has_upgrade_header(head));
-        }
-        if n == seen {
-            // Nothing new since the last look: wait a little for the rest of the head.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        seen = n;
-    }
 }
 
 /// `Upgrade: websocket` among the head's header lines (names and values compared
