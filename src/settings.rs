@@ -111,6 +111,9 @@ pub struct Ws {
     pub handshake_timeout_ms: u64,
     /// Path → dialect name.
     pub paths: BTreeMap<String, String>,
+    /// Networks of reverse proxies whose `X-Forwarded-For` names the client
+    /// (`["127.0.0.1/32", "10.0.0.0/8"]`). Empty: the socket's peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Ws {
@@ -124,6 +127,7 @@ impl Default for Ws {
                 .into_iter()
                 .map(|(p, d)| (p.to_owned(), d.to_owned()))
                 .collect(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -496,6 +500,15 @@ impl Settings {
         ws.ping_interval = Duration::from_millis(self.ws.ping_interval_ms);
         ws.pong_timeout = Duration::from_millis(self.ws.pong_timeout_ms);
         ws.handshake_timeout = Duration::from_millis(self.ws.handshake_timeout_ms);
+        ws.trusted_proxies = self
+            .ws
+            .trusted_proxies
+            .iter()
+            .map(|net| {
+                net.parse()
+                    .map_err(|e| SettingsError::Invalid(format!("ws.trusted_proxies {net:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ws)
     }
 
@@ -579,6 +592,7 @@ ping_interval_ms = 25000
 pong_timeout_ms = 10000
 handshake_timeout_ms = 10000
 paths = {{ "/" = "rtc-signaller", "/v1" = "json" }}
+trusted_proxies = []         # e.g. ["127.0.0.1/32"]: their X-Forwarded-For names the client
 
 [quic]
 cert_file = ""               # PEM chain; "" with key_file "" = self-signed dev certificate

@@ -396,3 +396,52 @@ async fn sigterm_says_going_away_closes_1001_and_exits_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_trusted_proxys_forwarded_for_names_the_client() {
+    let dir = temp_dir("proxy");
+    let config = write_config(&dir);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[ws]\n", "[ws]\ntrusted_proxies = [\"127.0.0.1/32\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let mut server = serve(&config).await;
+    let token = token(&config, "js").await;
+    let connect = |xff: &'static str| {
+        let addr = server.ws;
+        let token = token.clone();
+        async move {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut request = format!("ws://{addr}/v1?token={token}")
+                .into_client_request()
+                .unwrap();
+            request
+                .headers_mut()
+                .insert("X-Forwarded-For", xff.parse().unwrap());
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (inner, _) = tokio_tungstenite::client_async(request, stream)
+                .await
+                .unwrap();
+            let mut ws = Ws { inner };
+            assert!(ws.expect_text("welcome").await.contains("welcome"));
+            ws
+        }
+    };
+    // The test connects from 127.0.0.1, a trusted proxy: its header names the client.
+    let _ws = connect("192.0.2.1, 198.51.100.7").await;
+    let mut opened = None;
+    for _ in 0..50 {
+        let line = tokio::time::timeout(WAIT, server.logs.next_line())
+            .await
+            .expect("log line")
+            .unwrap()
+            .unwrap();
+        if line.contains("connection opened") {
+            opened = Some(line);
+            break;
+        }
+    }
+    let opened = opened.expect("a connection-opened log line");
+    assert!(opened.contains("198.51.100.7"), "{opened}");
+    let _ = std::fs::remove_dir_all(dir);
+}

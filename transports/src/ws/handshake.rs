@@ -23,6 +23,9 @@
 //! the token entry itself.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 
 use switchyard_core::{Credentials, Dialect};
 use tokio_tungstenite::tungstenite::handshake::server::Request;
@@ -81,6 +84,9 @@ pub struct Negotiated {
     pub credentials: Credentials,
     /// The `Sec-WebSocket-Protocol` value to answer with.
     pub protocol: Option<String>,
+    /// The `X-Forwarded-For` header, if any (trusted only from trusted proxies: see
+    /// [`client_addr`]).
+    pub forwarded_for: Option<String>,
 }
 
 /// Reads an upgrade request. `Err` is the HTTP status to refuse it with.
@@ -101,7 +107,41 @@ pub fn negotiate(routes: &Routes, request: &Request) -> Result<Negotiated, Statu
         dialect: offered.dialect.as_ref().map_or(path_dialect, |(d, _)| *d),
         credentials: credentials(authorization, &offered, uri.query()),
         protocol: offered.echo(),
+        forwarded_for: request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     })
+}
+
+/// The client's address: the socket's peer, or, when that peer is a trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not itself a trusted proxy (walking
+/// from the right, since each proxy appends what it saw). Per-IP limits and logs use
+/// it, so only proxies you run may speak for clients. A malformed header is ignored.
+/// Forwarded addresses carry port 0: the proxy does not say the client's port.
+pub fn client_addr(
+    remote: SocketAddr,
+    forwarded_for: Option<&str>,
+    trusted: &[IpNet],
+) -> SocketAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let Some(header) = forwarded_for.filter(|_| is_trusted(&remote.ip())) else {
+        return remote;
+    };
+    let Ok(chain) = header
+        .split(',')
+        .map(|hop| hop.trim().parse::<IpAddr>())
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return remote;
+    };
+    chain
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(chain.first())
+        .map_or(remote, |ip| SocketAddr::new(*ip, 0))
 }
 
 /// The `Sec-WebSocket-Protocol` entries that mean something to us.

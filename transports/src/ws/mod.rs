@@ -73,6 +73,9 @@ pub struct WsConfig {
     /// Where plain HTTP requests on this port go (REST, `/metrics`); `None` answers
     /// them like tungstenite does (400).
     pub http: Option<HttpFallback>,
+    /// Proxies whose `X-Forwarded-For` names the client (per-IP limits and logs use
+    /// the client's address). Empty: the socket's peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// TLS for every connection on this port (`wss://`, `https://`); `None`: plain
     /// (e.g. behind a TLS-terminating proxy). Build it with
     /// [`TlsIdentity::rustls_server_config`](crate::quic::TlsIdentity::rustls_server_config)
@@ -117,6 +120,7 @@ impl Default for WsConfig {
             read_buffer_size: 4 * 1024,
             write_buffer_size: 4 * 1024,
             http: None,
+            trusted_proxies: Vec::new(),
             tls: None,
         }
     }
@@ -194,11 +198,13 @@ async fn upgrade_or_fallback<S: HttpIo>(
     let Some(Negotiated {
         dialect,
         credentials,
+        forwarded_for,
         ..
     }) = negotiated
     else {
         return; // unreachable in practice: a completed upgrade went through the callback
     };
+    let remote = handshake::client_addr(remote, forwarded_for.as_deref(), &config.trusted_proxies);
     let (sink, stream) = ws.split();
     let writer = WsWriter {
         sink,

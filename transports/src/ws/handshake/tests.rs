@@ -150,3 +150,35 @@ fn logged_uris_never_show_tokens_or_keys() {
     );
     assert_eq!(Redacted("/").to_string(), "/");
 }
+
+#[test]
+fn forwarded_for_counts_only_from_trusted_proxies() {
+    use std::net::SocketAddr;
+
+    use ipnet::IpNet;
+
+    use super::client_addr;
+
+    let nets = |list: &[&str]| -> Vec<IpNet> { list.iter().map(|n| n.parse().unwrap()).collect() };
+    let proxy: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+    let direct: SocketAddr = "203.0.113.9:5000".parse().unwrap();
+    let trusted = nets(&["10.0.0.0/8"]);
+    let client = |remote, xff| client_addr(remote, xff, &trusted).to_string();
+    assert_eq!(client(proxy, Some("198.51.100.7")), "198.51.100.7:0");
+    // A client cannot speak for itself, only a trusted proxy can.
+    assert_eq!(client(direct, Some("198.51.100.7")), "203.0.113.9:5000");
+    // The nearest untrusted hop wins: a spoofed left part is ignored.
+    assert_eq!(
+        client(proxy, Some("1.2.3.4, 198.51.100.7, 10.0.0.9")),
+        "198.51.100.7:0"
+    );
+    assert_eq!(client(proxy, Some("10.1.1.1, 10.0.0.9")), "10.1.1.1:0");
+    assert_eq!(client(proxy, Some("not an ip")), "10.0.0.5:4000");
+    assert_eq!(client(proxy, None), "10.0.0.5:4000");
+    assert_eq!(client_addr(proxy, Some("198.51.100.7"), &[]), proxy);
+    let v6 = nets(&["::1/128"]);
+    assert_eq!(
+        client_addr("[::1]:1".parse().unwrap(), Some("2001:db8::1"), &v6).to_string(),
+        "[2001:db8::1]:0"
+    );
+}
