@@ -107,9 +107,6 @@ pub enum OptionsError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// `wss://` is right for production, but this build has no TLS backend yet.
-    #[error("wss:// needs TLS, which this build of switchyard-client does not have yet")]
-    TlsUnavailable,
     /// A reconnect knob would make a zero-delay reconnect loop, or is not a number.
     #[error("invalid reconnect options: {0}")]
     Reconnect(&'static str),

@@ -33,8 +33,9 @@
 //! - **Transports** ([`Transport`]): WebSocket (default), QUIC (`quic://host:port`,
 //!   trusting the certificates you give) or TCP lines (`tcp://`, loopback), with the
 //!   token in band on the last two; the session and the close-code policy are shared.
-//! - **No TLS yet** for WebSocket: `wss://` URLs are refused at construction with
-//!   [`OptionsError::TlsUnavailable`]; `ws://` is allowed to loopback hosts only.
+//! - **TLS**: `wss://` (any host; TLS 1.3 on rustls/aws-lc-rs) trusts the web PKI roots
+//!   and [`SignallingClientOptions::trusted_certs`]; `ws://` is allowed to loopback
+//!   hosts only.
 //!
 //! Logs go through `tracing` (the seed's `logger` option).
 

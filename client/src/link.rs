@@ -1,4 +1,5 @@
-//! The wire under a session: a WebSocket, or newline-delimited JSON frames over QUIC
+//! The wire under a session: a WebSocket (plain or over TLS), or newline-delimited
+//! JSON frames over QUIC
 //! (one client-opened bidirectional stream) or TCP. The supervisor sees only text
 //! frames in and out and one close code at the end, so reconnect, backoff,
 //! re-subscribe and events are the same on every wire.
@@ -13,6 +14,8 @@ use quinn::rustls::{self, RootCertStore};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -28,13 +31,20 @@ pub(crate) const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 /// The longest line accepted from a line wire (well above any server frame limit).
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
+/// The ALPN name a `wss://` client offers (the server's WebSocket/HTTP port speaks
+/// HTTP/1.1 only).
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
 /// The QUIC ALPN name of the JSON dialect.
 const ALPN_JSON: &[u8] = b"switchyard-json";
 
 /// A transport, checked and ready to dial.
 #[derive(Clone, Debug)]
 pub(crate) enum Wire {
-    WebSocket,
+    /// `tls`: `wss://`, `None`: `ws://`.
+    WebSocket {
+        tls: Option<Tls>,
+    },
     Quic {
         config: quinn::ClientConfig,
         server_name: String,
@@ -53,7 +63,7 @@ impl Wire {
         inactivity: Duration,
     ) -> Result<Self, OptionsError> {
         Ok(match transport {
-            Transport::WebSocket => Self::WebSocket,
+            Transport::WebSocket => Self::WebSocket { tls: None },
             Transport::TcpLines { hello } => Self::Tcp { hello: *hello },
             Transport::Quic {
                 server_name,
@@ -95,17 +105,75 @@ impl Wire {
         })
     }
 
+    /// A `wss://` wire: TLS 1.3 to `host` (a DNS name or an IP address, checked against
+    /// the certificate), trusting the web PKI roots (if `web_pki_roots`) and `extra`.
+    pub(crate) fn secure_websocket(
+        host: &str,
+        extra: &[CertificateDer<'static>],
+        web_pki_roots: bool,
+    ) -> Result<Self, OptionsError> {
+        if !web_pki_roots && extra.is_empty() {
+            return Err(OptionsError::Invalid(
+                "wss:// without the web PKI roots needs at least one trusted certificate",
+            ));
+        }
+        let mut roots = RootCertStore::empty();
+        if web_pki_roots {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        for cert in extra {
+            roots
+                .add(cert.clone())
+                .map_err(|_| OptionsError::Invalid("a trusted wss:// certificate is unusable"))?;
+        }
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|_| OptionsError::Invalid("the wss:// host is not a valid TLS server name"))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|_| OptionsError::Invalid("TLS 1.3 is unavailable"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        Ok(Self::WebSocket {
+            tls: Some(Tls {
+                connector: TlsConnector::from(Arc::new(tls)),
+                server_name,
+            }),
+        })
+    }
+
     /// Whether the server keeps the session visibly alive (WebSocket pings). On line
     /// wires nothing arrives while the rooms are quiet: QUIC has its own keepalive and
     /// idle timeout, TCP relies on the kernel.
     pub(crate) fn has_heartbeat(&self) -> bool {
-        matches!(self, Self::WebSocket)
+        matches!(self, Self::WebSocket { .. })
     }
 }
 
+/// What a `wss://` wire dials with.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The byte stream under a WebSocket: TCP, or TLS over TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 /// An open connection.
 pub(crate) enum Link {
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocketStream<Box<dyn Io>>>),
     Lines(Box<Lines>),
 }
 
@@ -141,13 +209,24 @@ impl Link {
         credential: (&str, &str),
     ) -> Result<Self, DialError> {
         match &endpoint.wire {
-            Wire::WebSocket => {
+            Wire::WebSocket { tls } => {
                 let url = endpoint.with_credential(credential.0, credential.1);
                 let request = url.into_client_request().map_err(dial_error)?;
-                let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+                let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
                     .await
                     .map_err(dial_error)?;
-                let _ = stream.set_nodelay(true);
+                let _ = tcp.set_nodelay(true);
+                let stream: Box<dyn Io> = match tls {
+                    None => Box::new(tcp),
+                    Some(tls) => Box::new(
+                        tls.connector
+                            .connect(tls.server_name.clone(), tcp)
+                            .await
+                            .map_err(|e| DialError {
+                                reason: format!("TLS handshake failed: {e}"),
+                            })?,
+                    ),
+                };
                 let (ws, _) = tokio_tungstenite::client_async(request, stream)
                     .await
                     .map_err(|e| match e {

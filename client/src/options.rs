@@ -14,15 +14,18 @@ use crate::clock::{Clock, Jitter, TokioClock, random_jitter};
 use crate::error::{BoxError, OptionsError};
 use crate::link::Wire;
 
-/// A DER certificate, for [`Transport::Quic`]'s trusted roots (rustls' type).
+/// A DER certificate, for [`SignallingClientOptions::trusted_certs`] (`wss://`) and
+/// [`Transport::Quic`]'s trusted roots (rustls' type).
 pub use quinn::rustls::pki_types::CertificateDer;
 
 /// The wire under the session. Sessions, reconnects, re-subscribes and events are the
-/// same on each; the URL's scheme must match (`ws://`, `quic://`, `tcp://`).
+/// same on each; the URL's scheme must match (`wss://` or `ws://`, `quic://`, `tcp://`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transport {
-    /// A WebSocket to `ws://host:port/path` (the default); credentials in the URL.
+    /// A WebSocket to `wss://host:port/path` or `ws://host:port/path` (the default);
+    /// credentials in the URL. `wss://` trusts the web PKI roots and
+    /// [`SignallingClientOptions::trusted_certs`].
     #[default]
     WebSocket,
     /// QUIC to `quic://host:port` (ALPN `switchyard-json`, one bidirectional stream
@@ -135,6 +138,8 @@ pub struct SignallingClientOptions {
     pub(crate) token_provider: Option<TokenProvider>,
     pub(crate) url: String,
     pub(crate) transport: Option<Transport>,
+    pub(crate) trusted_certs: Vec<CertificateDer<'static>>,
+    pub(crate) web_pki_roots: bool,
     pub(crate) token_provider_timeout: Duration,
     pub(crate) reconnect: Option<ReconnectOptions>,
     pub(crate) inactivity_timeout: Duration,
@@ -150,6 +155,8 @@ impl Default for SignallingClientOptions {
             token_provider: None,
             url: DEFAULT_URL.to_owned(),
             transport: None,
+            trusted_certs: Vec::new(),
+            web_pki_roots: true,
             token_provider_timeout: Duration::from_secs(10),
             reconnect: Some(ReconnectOptions::default()),
             inactivity_timeout: Duration::from_secs(60),
@@ -167,6 +174,8 @@ impl fmt::Debug for SignallingClientOptions {
             .field("token_provider", &self.token_provider.is_some())
             .field("url", &self.url)
             .field("transport", &self.transport)
+            .field("trusted_certs", &self.trusted_certs.len())
+            .field("web_pki_roots", &self.web_pki_roots)
             .field("token_provider_timeout", &self.token_provider_timeout)
             .field("reconnect", &self.reconnect)
             .field("inactivity_timeout", &self.inactivity_timeout)
@@ -219,6 +228,24 @@ impl SignallingClientOptions {
     #[must_use]
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
+        self
+    }
+
+    /// Certificates (or CAs) to trust for `wss://`, on top of the web PKI roots: a
+    /// private CA, or a server's self-signed certificate. Each call replaces the list.
+    /// Ignored by `ws://`, `quic://` and `tcp://` ([`Transport::Quic`] has its own).
+    #[must_use]
+    pub fn trusted_certs(mut self, certs: Vec<CertificateDer<'static>>) -> Self {
+        self.trusted_certs = certs;
+        self
+    }
+
+    /// Whether `wss://` trusts the web PKI (Mozilla's root CAs, built in). Default
+    /// `true`; `false` trusts only [`trusted_certs`](Self::trusted_certs), which must
+    /// then not be empty.
+    #[must_use]
+    pub fn web_pki_roots(mut self, on: bool) -> Self {
+        self.web_pki_roots = on;
         self
     }
 
@@ -301,7 +328,7 @@ impl SignallingClientOptions {
         };
         let transport = match (endpoint.scheme, &self.transport) {
             (_, Some(transport)) => transport.clone(),
-            (Scheme::Ws, None) => Transport::WebSocket,
+            (Scheme::Ws | Scheme::Wss, None) => Transport::WebSocket,
             (Scheme::Tcp, None) => Transport::TcpLines { hello: true },
             (Scheme::Quic, None) => {
                 return Err(bad(
@@ -310,7 +337,7 @@ impl SignallingClientOptions {
             }
         };
         match (endpoint.scheme, &transport) {
-            (Scheme::Ws, Transport::WebSocket)
+            (Scheme::Ws | Scheme::Wss, Transport::WebSocket)
             | (Scheme::Quic, Transport::Quic { .. })
             | (Scheme::Tcp, Transport::TcpLines { .. }) => {}
             _ => return Err(bad("the scheme does not match the transport")),
@@ -320,17 +347,22 @@ impl SignallingClientOptions {
                 "api_key needs the WebSocket transport; use a token_provider over QUIC or TCP",
             ));
         }
-        endpoint.wire = Wire::new(&transport, &endpoint.host, self.inactivity_timeout)?;
+        endpoint.wire = if endpoint.scheme == Scheme::Wss {
+            Wire::secure_websocket(&endpoint.host, &self.trusted_certs, self.web_pki_roots)?
+        } else {
+            Wire::new(&transport, &endpoint.host, self.inactivity_timeout)?
+        };
         Ok(endpoint)
     }
 }
 
-/// A checked `ws://` URL to connect to, without credentials.
+/// A checked URL to connect to, without credentials.
 #[derive(Clone, Debug)]
 pub(crate) struct Endpoint {
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// `ws://host:port/path`, with the caller's query if any (WebSocket only).
+    /// `ws://host:port/path` or `wss://…`, with the caller's query if any (WebSocket
+    /// only).
     base: String,
     pub(crate) scheme: Scheme,
     pub(crate) wire: Wire,
@@ -339,6 +371,7 @@ pub(crate) struct Endpoint {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Scheme {
     Ws,
+    Wss,
     Quic,
     Tcp,
 }
@@ -352,7 +385,7 @@ impl Endpoint {
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         let host = uri.host().ok_or_else(|| bad("no host"))?;
         let scheme = match uri.scheme_str() {
-            Some("wss") => return Err(OptionsError::TlsUnavailable),
+            Some("wss") => Scheme::Wss,
             Some("ws") if is_loopback(host) => Scheme::Ws,
             Some("ws") => return Err(bad("ws:// is for loopback hosts only; use wss://")),
             Some("tcp") if is_loopback(host) => Scheme::Tcp,
@@ -367,6 +400,7 @@ impl Endpoint {
         let port = match (scheme, uri.port_u16()) {
             (_, Some(port)) => port,
             (Scheme::Ws, None) => 80,
+            (Scheme::Wss, None) => 443,
             (_, None) => return Err(bad("quic:// and tcp:// URLs need a port")),
         };
         let path = match uri.path() {
@@ -374,7 +408,8 @@ impl Endpoint {
             path => path,
         };
         let authority = uri.authority().map_or(host, |a| a.as_str());
-        let mut base = format!("ws://{authority}{path}");
+        let ws = if scheme == Scheme::Wss { "wss" } else { "ws" };
+        let mut base = format!("{ws}://{authority}{path}");
         if let Some(query) = uri.query().filter(|q| !q.is_empty()) {
             base.push('?');
             base.push_str(query);
@@ -387,7 +422,7 @@ impl Endpoint {
             port,
             base,
             scheme,
-            wire: Wire::WebSocket,
+            wire: Wire::WebSocket { tls: None },
         })
     }
 
@@ -450,10 +485,19 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(
-            keyed("wss://example.com").validate().unwrap_err(),
-            OptionsError::TlsUnavailable
-        );
+        for ok in [
+            "wss://example.com",
+            "wss://example.com:8443/custom?tenant=a",
+            "wss://127.0.0.1:9000/v1",
+            "wss://[::1]/",
+        ] {
+            assert!(keyed(ok).validate().is_ok(), "{ok}");
+        }
+        let only_mine = keyed("wss://example.com").web_pki_roots(false);
+        assert!(matches!(
+            only_mine.validate(),
+            Err(OptionsError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -471,6 +515,12 @@ mod tests {
             "ws://localhost/x/y?a=b&token=a.b.c"
         );
         assert_eq!(Endpoint::parse("ws://[::1]:1/").unwrap().host, "::1");
+        let e = Endpoint::parse("wss://example.com").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("example.com", 443));
+        assert_eq!(
+            e.with_credential("key", "pk"),
+            "wss://example.com/v1?key=pk"
+        );
     }
 
     #[test]
