@@ -111,6 +111,10 @@ pub struct Ws {
     pub handshake_timeout_ms: u64,
     /// Path → dialect name.
     pub paths: BTreeMap<String, String>,
+    /// Browser origins allowed to open WebSockets (`["https://app.example.com"]`, `"*"`
+    /// for any); empty allows every origin. Requests without `Origin` are not browsers
+    /// and are always allowed.
+    pub allowed_origins: Vec<String>,
     /// Networks of reverse proxies whose `X-Forwarded-For` names the client
     /// (`["127.0.0.1/32", "10.0.0.0/8"]`). Empty: the socket's peer is the client.
     pub trusted_proxies: Vec<String>,
@@ -127,6 +131,7 @@ impl Default for Ws {
                 .into_iter()
                 .map(|(p, d)| (p.to_owned(), d.to_owned()))
                 .collect(),
+            allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -500,6 +505,7 @@ impl Settings {
         ws.ping_interval = Duration::from_millis(self.ws.ping_interval_ms);
         ws.pong_timeout = Duration::from_millis(self.ws.pong_timeout_ms);
         ws.handshake_timeout = Duration::from_millis(self.ws.handshake_timeout_ms);
+        ws.allowed_origins = self.ws.allowed_origins.clone();
         ws.trusted_proxies = self
             .ws
             .trusted_proxies
@@ -593,6 +599,7 @@ pong_timeout_ms = 10000
 handshake_timeout_ms = 10000
 paths = {{ "/" = "rtc-signaller", "/v1" = "json" }}
 trusted_proxies = []         # e.g. ["127.0.0.1/32"]: their X-Forwarded-For names the client
+allowed_origins = []         # e.g. ["https://app.example.com"]; [] = any (no Origin = not a browser: allowed)
 
 [quic]
 cert_file = ""               # PEM chain; "" with key_file "" = self-signed dev certificate

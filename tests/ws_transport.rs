@@ -366,3 +366,40 @@ async fn a_client_that_never_finishes_its_upgrade_is_dropped_after_the_handshake
     );
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
+
+#[tokio::test]
+async fn a_foreign_browser_origin_is_refused_403_before_the_upgrade() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut setup = Setup::default();
+    setup.ws.allowed_origins = vec!["https://app.example.com".into()];
+    let server = setup.start().await;
+    let attempt = |origin: Option<&'static str>| {
+        let addr = server.ws;
+        async move {
+            let mut request = format!("ws://{addr}/v1").into_client_request().unwrap();
+            if let Some(origin) = origin {
+                request
+                    .headers_mut()
+                    .insert("Origin", origin.parse().unwrap());
+            }
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
+                .await
+                .expect("handshake answered")
+        }
+    };
+    match attempt(Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+    for origin in [Some("https://app.example.com"), None] {
+        let (inner, _) = attempt(origin).await.expect("allowed origin upgrades");
+        let mut ws = Ws { inner };
+        assert!(
+            ws.expect_text("welcome").await.contains("welcome"),
+            "{origin:?}"
+        );
+    }
+}

@@ -115,6 +115,21 @@ pub fn negotiate(routes: &Routes, request: &Request) -> Result<Negotiated, Statu
     })
 }
 
+/// Whether a browser `Origin` may open a WebSocket: any when `allowed` is empty or
+/// holds `*`, else an exact (case-insensitive) match. No `Origin` header means not a
+/// browser, which cross-site WebSocket hijacking cannot use: allowed.
+pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    allowed.is_empty()
+        || allowed.iter().any(|a| {
+            a == "*"
+                || a.trim_end_matches('/')
+                    .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+        })
+}
+
 /// The client's address: the socket's peer, or, when that peer is a trusted proxy, the
 /// nearest address in `X-Forwarded-For` that is not itself a trusted proxy (walking
 /// from the right, since each proxy appends what it saw). Per-IP limits and logs use

@@ -73,6 +73,11 @@ pub struct WsConfig {
     /// Where plain HTTP requests on this port go (REST, `/metrics`); `None` answers
     /// them like tungstenite does (400).
     pub http: Option<HttpFallback>,
+    /// Browser origins allowed to open WebSockets (`https://app.example.com`; `*` for
+    /// any). Empty: every origin. A request without `Origin` (not a browser) is always
+    /// allowed; a listed-but-foreign one gets 403 before the upgrade (cross-site
+    /// WebSocket hijacking).
+    pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` names the client (per-IP limits and logs use
     /// the client's address). Empty: the socket's peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -120,6 +125,7 @@ impl Default for WsConfig {
             read_buffer_size: 4 * 1024,
             write_buffer_size: 4 * 1024,
             http: None,
+            allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             tls: None,
         }
@@ -186,7 +192,7 @@ async fn upgrade_or_fallback<S: HttpIo>(
         .max_frame_size(Some(max));
     let mut negotiated = None;
     let callback = |request: &Request, response: Response| {
-        on_request(&config.routes, request, response, &mut negotiated)
+        on_request(&config, request, response, &mut negotiated)
     };
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
@@ -242,13 +248,21 @@ fn has_upgrade_header(head: &[u8]) -> bool {
     reason = "the upgrade callback's signature is tungstenite's"
 )]
 fn on_request(
-    routes: &Routes,
+    config: &WsConfig,
     request: &Request,
     mut response: Response,
     out: &mut Option<Negotiated>,
 ) -> Result<Response, ErrorResponse> {
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let negotiated = match handshake::negotiate(routes, request) {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    if !handshake::origin_allowed(origin, &config.allowed_origins) {
+        tracing::debug!(uri = %Redacted(target), origin, "websocket upgrade refused: origin not allowed");
+        return Err(refusal(StatusCode::FORBIDDEN));
+    }
+    let negotiated = match handshake::negotiate(&config.routes, request) {
         Ok(negotiated) => negotiated,
         Err(status) => {
             tracing::debug!(uri = %Redacted(target), %status, "websocket upgrade refused");

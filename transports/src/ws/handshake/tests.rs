@@ -182,3 +182,22 @@ fn forwarded_for_counts_only_from_trusted_proxies() {
         "[2001:db8::1]:0"
     );
 }
+
+#[test]
+fn origins_are_checked_only_when_a_list_is_configured() {
+    use super::origin_allowed;
+    let list = vec!["https://app.example.com".to_owned()];
+    assert!(origin_allowed(Some("https://evil.example"), &[]));
+    assert!(origin_allowed(Some("https://app.example.com"), &list));
+    assert!(origin_allowed(Some("HTTPS://APP.EXAMPLE.COM/"), &list));
+    assert!(!origin_allowed(Some("https://evil.example"), &list));
+    assert!(!origin_allowed(Some("null"), &list));
+    assert!(
+        origin_allowed(None, &list),
+        "non-browser clients send no Origin"
+    );
+    assert!(origin_allowed(
+        Some("https://any.example"),
+        &["*".to_owned()]
+    ));
+}
