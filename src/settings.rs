@@ -310,6 +310,12 @@ pub struct LimitSettings {
     pub rate_close_after: u32,
     /// Peers per channel above which presence deltas stop.
     pub presence_cap: usize,
+    /// Connections at once per client IP (0: no cap; close 4010).
+    pub max_conns_per_ip: usize,
+    /// Authenticated connections at once per tenant (0: no cap; close 4010).
+    pub max_conns_per_tenant: usize,
+    /// Connections at once per peer id (token `sub`) in a tenant (0: no cap; close 4010).
+    pub max_conns_per_peer: usize,
     /// Messages per tenant per period (0 = no quota).
     pub quota_messages: u64,
     /// The quota period, seconds.
@@ -331,6 +337,9 @@ impl Default for LimitSettings {
             message_burst: l.message_burst,
             rate_close_after: l.rate_close_after,
             presence_cap: l.presence_cap,
+            max_conns_per_ip: l.max_conns_per_ip,
+            max_conns_per_tenant: l.max_conns_per_tenant,
+            max_conns_per_peer: l.max_conns_per_peer,
             quota_messages: 0,
             quota_period_secs: 3600,
             reserved_prefixes: c.reserved_prefixes.clone(),
@@ -437,6 +446,9 @@ impl Settings {
         c.limits.message_burst = l.message_burst;
         c.limits.rate_close_after = l.rate_close_after;
         c.limits.presence_cap = l.presence_cap;
+        c.limits.max_conns_per_ip = l.max_conns_per_ip;
+        c.limits.max_conns_per_tenant = l.max_conns_per_tenant;
+        c.limits.max_conns_per_peer = l.max_conns_per_peer;
         c.limits.quota = (l.quota_messages > 0).then(|| Quota {
             messages: l.quota_messages,
             period: Duration::from_secs(l.quota_period_secs.max(1)),
@@ -641,6 +653,9 @@ message_rate = 50
 message_burst = 100
 rate_close_after = 20
 presence_cap = 1000
+max_conns_per_ip = 0         # 0 = no cap; over a cap: close 4010
+max_conns_per_tenant = 0
+max_conns_per_peer = 0
 quota_messages = 0           # per tenant per period; 0 = no quota
 quota_period_secs = 3600
 reserved_prefixes = ["_system/", "_internal/", "_metered/"]

@@ -54,6 +54,12 @@ pub struct Limits {
     pub quota: Option<Quota>,
     /// Peers in a channel above which presence deltas stop (see the protocol doc).
     pub presence_cap: usize,
+    /// Connections at once from one IP address (0: no cap); one more is closed 4010.
+    pub max_conns_per_ip: usize,
+    /// Authenticated connections at once in one tenant (0: no cap); 4010.
+    pub max_conns_per_tenant: usize,
+    /// Connections at once of one peer id in a tenant (0: no cap); 4010.
+    pub max_conns_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -68,6 +74,9 @@ impl Default for Limits {
             rate_close_after: 20,
             quota: None,
             presence_cap: 1_000,
+            max_conns_per_ip: 0,
+            max_conns_per_tenant: 0,
+            max_conns_per_peer: 0,
         }
     }
 }

@@ -203,3 +203,51 @@ fn ids_starting_with_underscore_are_the_servers() {
         [r#"fake <- /error|{"code":"invalid_peer_id","message":"invalid peer id"}"#]
     );
 }
+
+#[test]
+fn connection_caps_per_ip_tenant_and_peer_close_4010_and_count_back_down() {
+    use switchyard_core::{Credentials, Open};
+    let mut config = keyed_config();
+    config.limits.max_conns_per_ip = 2;
+    config.limits.max_conns_per_tenant = 3;
+    config.limits.max_conns_per_peer = 1;
+    let mut t = TestHub::with_config(config);
+    let from = |ip: &str, token: &str| Open {
+        dialect: Dialect::Json,
+        credentials: Credentials::Token(token.to_owned()),
+        remote: Some(format!("{ip}:5000").parse().unwrap()),
+    };
+    // Per IP: two from 192.0.2.1, the third is refused; another address is fine.
+    t.connect_with("a1", from("192.0.2.1", &token_for("a1", &["c"])));
+    t.connect_with("a2", from("192.0.2.1", &token_for("a2", &["c"])));
+    t.connect_with("a3", from("192.0.2.1", &token_for("a3", &["c"])));
+    let out = t.transcript();
+    assert_eq!(
+        out.last().unwrap(),
+        "a3 closed 4010 too many connections from this address",
+        "{out:?}"
+    );
+    // Per peer: a second connection of a1 is refused.
+    t.connect_with("a1-again", from("198.51.100.1", &token_for("a1", &["c"])));
+    assert_eq!(
+        t.transcript(),
+        ["a1-again closed 4010 too many connections for this peer id"]
+    );
+    // Per tenant: a1, a2, then b1 makes 3; b2 is the 4th in the tenant.
+    t.connect_with("b1", from("198.51.100.2", &token_for("b1", &["c"])));
+    t.connect_with("b2", from("198.51.100.3", &token_for("b2", &["c"])));
+    let out = t.transcript();
+    assert_eq!(
+        out.last().unwrap(),
+        "b2 closed 4010 too many connections in this tenant",
+        "{out:?}"
+    );
+    // Counts go back down: after a1 leaves, its address and tenant have room again.
+    t.hard_close("a1");
+    t.connect_with("a4", from("192.0.2.1", &token_for("a4", &["c"])));
+    assert!(t.transcript()[0].starts_with(r#"a4 <- {"type":"welcome""#));
+    for n in ["a2", "b1", "a4"] {
+        t.hard_close(n);
+    }
+    assert!(t.hub.is_empty(), "counters did not return to zero");
+}

@@ -246,6 +246,7 @@ impl Hub {
             self.timers.remove(&t);
         }
         let c = self.conns.get_mut(&conn).expect("live conn");
+        let (old_tenant, was_counted) = (c.tenant.clone(), c.counted_tenant);
         if c.peer.is_none() {
             // Callers check that a bound connection keeps its tenant.
             c.tenant = grants
@@ -254,7 +255,23 @@ impl Hub {
                 .unwrap_or_else(|| TenantId::new(&self.config.default_tenant));
         }
         c.auth = AuthState::Ready(Arc::clone(&grants));
+        c.counted_tenant = true;
         let (dialect, tenant, bound) = (c.dialect, c.tenant.clone(), c.peer.clone());
+        if !was_counted || old_tenant != tenant {
+            if was_counted {
+                super::decrement(&mut self.per_tenant, &old_tenant);
+            }
+            let n = self.per_tenant.entry(tenant.clone()).or_default();
+            *n += 1;
+            let cap = self.config.limits.max_conns_per_tenant;
+            if cap > 0 && *n > cap {
+                return self.close(
+                    conn,
+                    CloseCode::OVER_CONCURRENT_LIMIT,
+                    "too many connections in this tenant",
+                );
+            }
+        }
         let peer = match (bound, &grants.subject, dialect) {
             (Some(bound), _, _) => Some(bound),
             (None, Some(sub), _) => Some(PeerId::new(sub)),
@@ -263,8 +280,9 @@ impl Hub {
         };
         if let Some(peer) = &peer
             && self.conns[&conn].peer.is_none()
+            && !self.bind_peer(conn, peer.clone())
         {
-            self.bind_peer(conn, peer.clone());
+            return;
         }
         if let Some(exp) = grants.expires_at {
             let unix = self.unix_ms(self.now);
@@ -344,16 +362,27 @@ impl Hub {
             );
         }
         self.authenticate(conn, grants, None);
-        self.on_announce(conn, a);
+        if self.conns.contains_key(&conn) {
+            self.on_announce(conn, a);
+        }
     }
-    /// Binds a connection's peer id and indexes it for direct messages.
-    pub(super) fn bind_peer(&mut self, conn: ConnId, peer: PeerId) {
+    /// Binds a connection's peer id and indexes it for direct messages. Over the
+    /// per-peer cap the connection is closed with 4010 instead (returns false).
+    pub(super) fn bind_peer(&mut self, conn: ConnId, peer: PeerId) -> bool {
         let c = self.conns.get_mut(&conn).expect("live conn");
         c.peer = Some(peer.clone());
-        self.peers
-            .entry((c.tenant.clone(), peer))
-            .or_default()
-            .insert(conn);
+        let set = self.peers.entry((c.tenant.clone(), peer)).or_default();
+        set.insert(conn);
+        let cap = self.config.limits.max_conns_per_peer;
+        if cap > 0 && set.len() > cap {
+            self.close(
+                conn,
+                CloseCode::OVER_CONCURRENT_LIMIT,
+                "too many connections for this peer id",
+            );
+            return false;
+        }
+        true
     }
 
     pub(super) fn is_authenticated(&self, conn: ConnId) -> bool {

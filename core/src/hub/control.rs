@@ -185,6 +185,8 @@ impl Hub {
         self.patterns.clear();
         self.timers.clear();
         self.pending_presence.clear();
+        self.per_ip.clear();
+        self.per_tenant.clear();
         conns.len()
     }
 

@@ -182,5 +182,7 @@ impl Hub {
             && self.peers.is_empty()
             && self.patterns.is_empty()
             && self.timers.is_empty()
+            && self.per_ip.is_empty()
+            && self.per_tenant.is_empty()
     }
 }

@@ -243,6 +243,10 @@ pub struct Hub {
     /// Presence deltas of this tick, per channel, flushed as one frame each.
     pending_presence: BTreeMap<ChannelId, membership::Changes>,
     quotas: BTreeMap<TenantId, QuotaWindow>,
+    /// Live connections per remote IP, and authenticated ones per tenant (the per-peer
+    /// count is `peers`), for the concurrency caps.
+    per_ip: BTreeMap<std::net::IpAddr, usize>,
+    per_tenant: BTreeMap<TenantId, usize>,
     timers: BTreeSet<(Instant, Timer)>,
     out: VecDeque<Output>,
 }
@@ -276,6 +280,10 @@ struct Conn {
     /// Wildcard subscriptions (JSON dialect).
     patterns: BTreeSet<Pattern>,
     rate: RateBucket,
+    /// The client's IP (for the per-IP cap).
+    ip: Option<std::net::IpAddr>,
+    /// Whether this connection counts against its tenant's cap (once authenticated).
+    counted_tenant: bool,
     /// Armed timers, so they can be disarmed when the connection goes.
     timers: Vec<(Instant, Timer)>,
 }
@@ -341,6 +349,8 @@ impl Hub {
             patterns: BTreeMap::new(),
             pending_presence: BTreeMap::new(),
             quotas: BTreeMap::new(),
+            per_ip: BTreeMap::new(),
+            per_tenant: BTreeMap::new(),
             timers: BTreeSet::new(),
             out: VecDeque::new(),
         })
@@ -387,6 +397,8 @@ impl Hub {
                 subs: BTreeSet::new(),
                 patterns: BTreeSet::new(),
                 rate: RateBucket::new(&self.config.limits, now),
+                ip: open.remote.map(|r| r.ip()),
+                counted_tenant: false,
                 timers: Vec::new(),
             },
         );
@@ -397,6 +409,20 @@ impl Hub {
         if self.shutting_down {
             self.close(conn, CloseCode::GOING_AWAY, "server shutting down");
             return conn;
+        }
+        if let Some(ip) = open.remote.map(|r| r.ip()) {
+            let n = self.per_ip.entry(ip).or_default();
+            *n += 1;
+            let cap = self.config.limits.max_conns_per_ip;
+            if cap > 0 && *n > cap {
+                self.close(
+                    conn,
+                    CloseCode::OVER_CONCURRENT_LIMIT,
+                    "too many connections from this address",
+                );
+                self.finish_tick();
+                return conn;
+            }
         }
         self.on_open_credentials(conn, open.credentials);
         self.finish_tick();
@@ -572,6 +598,12 @@ impl Hub {
             self.timers.remove(&timer);
         }
         let c = self.conns.remove(&conn).expect("checked above");
+        if let Some(ip) = c.ip {
+            decrement(&mut self.per_ip, &ip);
+        }
+        if c.counted_tenant {
+            decrement(&mut self.per_tenant, &c.tenant);
+        }
         if let Some(peer) = c.peer {
             let key = (c.tenant, peer);
             if let Some(set) = self.peers.get_mut(&key) {
@@ -676,6 +708,16 @@ impl Hub {
                     self.channel_ids.remove(&channel.tenant);
                 }
             }
+        }
+    }
+}
+
+/// Counts one connection down, dropping the entry at zero.
+fn decrement<K: Ord + Clone>(counts: &mut BTreeMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
         }
     }
 }

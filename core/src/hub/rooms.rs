@@ -64,8 +64,8 @@ impl Hub {
                 "room not in your grants",
             );
         }
-        if c.peer.is_none() {
-            self.bind_peer(conn, peer.clone());
+        if c.peer.is_none() && !self.bind_peer(conn, peer.clone()) {
+            return;
         }
         let tenant = self.conns[&conn].tenant.clone();
         let previous_room = self.conns[&conn].room;
