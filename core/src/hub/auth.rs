@@ -409,7 +409,7 @@ impl Hub {
                     conn,
                     ErrorCode::Unauthenticated,
                     "authenticate first",
-                    request_id.as_ref(),
+                    request_id,
                 );
             }
         }

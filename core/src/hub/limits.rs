@@ -60,7 +60,7 @@ impl Hub {
     /// Charges one frame to the connection's rate. Over the rate, the frame is
     /// refused (`over_message_rate`); persistently over it, the connection is closed
     /// with 4011. Returns whether the frame may be handled.
-    pub(super) fn admit(&mut self, conn: ConnId, request_id: Option<RequestId>) -> bool {
+    pub(super) fn admit(&mut self, conn: ConnId, request_id: Option<&RequestId>) -> bool {
         let now = self.now;
         let limits = &self.config.limits;
         let c = self.conns.get_mut(&conn).expect("caller checked");
@@ -74,7 +74,7 @@ impl Hub {
                 conn,
                 ErrorCode::OverMessageRate,
                 "too many frames; slow down",
-                request_id.as_ref(),
+                request_id,
             );
         }
         false

@@ -723,13 +723,13 @@ fn decrement<K: Ord + Clone>(counts: &mut BTreeMap<K, usize>, key: &K) {
 }
 
 /// The request id a command carries, if any (for refusals before it is routed).
-fn request_id(command: &Command) -> Option<RequestId> {
+fn request_id(command: &Command) -> Option<&RequestId> {
     match command {
-        Command::Subscribe(c) => c.request_id.clone(),
-        Command::Unsubscribe(c) => c.request_id.clone(),
-        Command::Publish(c) => c.request_id.clone(),
-        Command::Send(c) => c.request_id.clone(),
-        Command::Auth(c) => c.request_id.clone(),
+        Command::Subscribe(c) => c.request_id.as_ref(),
+        Command::Unsubscribe(c) => c.request_id.as_ref(),
+        Command::Publish(c) => c.request_id.as_ref(),
+        Command::Send(c) => c.request_id.as_ref(),
+        Command::Auth(c) => c.request_id.as_ref(),
         _ => None,
     }
 }
