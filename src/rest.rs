@@ -402,66 +402,71 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
             })
             .collect(),
     );
-    family(
-        "unauthenticated_connections",
-        "gauge",
-        "Connections waiting to authenticate.",
-        one(stats.unauthenticated as u64),
-    );
-    family(
-        "channels",
-        "gauge",
-        "Non-empty channels and rooms.",
-        one(stats.channels as u64),
-    );
-    family(
-        "memberships",
-        "gauge",
-        "Channel memberships (subscriptions and room members).",
-        one(stats.memberships as u64),
-    );
-    family(
-        "pattern_subscriptions",
-        "gauge",
-        "Wildcard subscriptions.",
-        one(stats.pattern_subscriptions as u64),
-    );
-    family(
-        "frames_in_total",
-        "counter",
-        "Frames received from connections.",
-        one(load(&m.frames_in)),
-    );
-    family(
-        "frames_out_total",
-        "counter",
-        "Frames queued to connections.",
-        one(load(&m.frames_out)),
-    );
-    family(
-        "messages_total",
-        "counter",
-        "Messages routed (publish, room broadcast, direct).",
-        one(load(&m.messages)),
-    );
-    family(
-        "deliveries_total",
-        "counter",
-        "Fan-out deliveries of routed messages.",
-        one(load(&m.deliveries)),
-    );
-    family(
-        "connections_opened_total",
-        "counter",
-        "Connections opened.",
-        one(load(&m.opened)),
-    );
-    family(
-        "dropped_frames_total",
-        "counter",
-        "Frames for connections already gone.",
-        one(load(&m.dropped_for_closed)),
-    );
+    let scalars: [(&str, &str, &str, u64); 10] = [
+        (
+            "unauthenticated_connections",
+            "gauge",
+            "Connections waiting to authenticate.",
+            stats.unauthenticated as u64,
+        ),
+        (
+            "channels",
+            "gauge",
+            "Non-empty channels and rooms.",
+            stats.channels as u64,
+        ),
+        (
+            "memberships",
+            "gauge",
+            "Channel memberships (subscriptions and room members).",
+            stats.memberships as u64,
+        ),
+        (
+            "pattern_subscriptions",
+            "gauge",
+            "Wildcard subscriptions.",
+            stats.pattern_subscriptions as u64,
+        ),
+        (
+            "frames_in_total",
+            "counter",
+            "Frames received from connections.",
+            load(&m.frames_in),
+        ),
+        (
+            "frames_out_total",
+            "counter",
+            "Frames queued to connections.",
+            load(&m.frames_out),
+        ),
+        (
+            "messages_total",
+            "counter",
+            "Messages routed (publish, room broadcast, direct).",
+            load(&m.messages),
+        ),
+        (
+            "deliveries_total",
+            "counter",
+            "Fan-out deliveries of routed messages.",
+            load(&m.deliveries),
+        ),
+        (
+            "connections_opened_total",
+            "counter",
+            "Connections opened.",
+            load(&m.opened),
+        ),
+        (
+            "dropped_frames_total",
+            "counter",
+            "Frames for connections already gone.",
+            load(&m.dropped_for_closed),
+        ),
+    ];
+    for (name, kind, help, value) in scalars {
+        family(name, kind, help, one(value));
+    }
     let closes = m.closes();
     let slow = closes
         .iter()
