@@ -109,6 +109,8 @@ pub enum ErrorCode {
     TokenExpired,
     /// The connection is already authenticated.
     AlreadyAuthenticated,
+    /// The request names a tenant the connection's credentials do not allow.
+    TenantNotAuthorized,
 }
 
 impl ErrorCode {
@@ -134,6 +136,7 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::AlreadyAuthenticated => "already_authenticated",
+            Self::TenantNotAuthorized => "tenant_not_authorized",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::access::AccessToken;
 use crate::token::{Permissions, SigningKey};
 
 /// Hub-wide policy. Build it with `Config::default()` and change the fields you need.
@@ -106,6 +107,9 @@ pub struct AuthConfig {
     pub anonymous: Option<Grant>,
     /// How long a connection without credentials has to authenticate in-band.
     pub auth_timeout: Duration,
+    /// Opaque access tokens (`AT_<id>_<secret>`), fastpubsub style, by id; revoked
+    /// ones stay listed so that refusals can say so.
+    pub access_tokens: Vec<AccessToken>,
 }
 
 impl Default for AuthConfig {
@@ -120,6 +124,7 @@ impl Default for AuthConfig {
             publishable_keys: Vec::new(),
             anonymous: Some(Grant::everything()),
             auth_timeout: Duration::from_secs(10),
+            access_tokens: Vec::new(),
         }
     }
 }
@@ -180,6 +185,9 @@ pub enum ConfigError {
         /// Why it is invalid.
         reason: String,
     },
+    /// The access tokens are unusable (a bad or duplicate id, a bad tenant name).
+    #[error("access tokens: {0}")]
+    AccessTokens(String),
     /// A limit is out of range.
     #[error("limit {0} must be positive")]
     Limit(&'static str),

@@ -402,6 +402,15 @@ pub struct Claims {
     /// Granted channel patterns (claim `channels` or `authorizedChannels`);
     /// empty if absent.
     pub channels: Vec<Pattern>,
+    /// Patterns granted for publishing only (claim `publishChannels`), on top of
+    /// `channels`.
+    pub publish_channels: Vec<Pattern>,
+    /// Patterns granted for subscribing only (claim `subscribeChannels`), on top of
+    /// `channels`.
+    pub subscribe_channels: Vec<Pattern>,
+    /// Further tenants the peer may name per request (claim `tenants`), besides its
+    /// own; with a key bound to a tenant, only that one.
+    pub tenants: Vec<String>,
     /// Granted capabilities (claim `permissions` or `scope`); empty if absent.
     pub permissions: Permissions,
     /// Peer metadata (claim `metadata` or `peerMetadata`) without `iceServers`.
@@ -594,18 +603,9 @@ impl Verifier {
             None => return Err(invalid("sub is required")),
         };
 
-        let channels = match take_aliased(&mut map, "channels", "authorizedChannels")? {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => Pattern::parse(s, self.max_channel_len)
-                        .map_err(|e| invalid(&format!("channel {s:?}: {e}"))),
-                    _ => Err(invalid("channels must be strings")),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(invalid("channels must be an array")),
-        };
+        let channels = self.patterns(take_aliased(&mut map, "channels", "authorizedChannels")?)?;
+        let publish_channels = self.patterns(map.remove("publishChannels"))?;
+        let subscribe_channels = self.patterns(map.remove("subscribeChannels"))?;
 
         let permissions = match take_aliased(&mut map, "permissions", "scope")? {
             None => Permissions::NONE,
@@ -645,9 +645,29 @@ impl Verifier {
             (None, claimed) => claimed,
         };
 
+        let tenants = match map.get("tenants") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => check_id("tenants", s).map(str::to_owned),
+                    _ => Err(invalid("tenants must be strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(invalid("tenants must be an array")),
+        };
+        if let Some(forced) = &key.tenant
+            && tenants.iter().any(|t| t != forced)
+        {
+            return Err(invalid("tenants go beyond the signing key's tenant"));
+        }
+
         Ok(Claims {
             sub,
             channels,
+            publish_channels,
+            subscribe_channels,
+            tenants,
             permissions,
             metadata,
             ice_servers,
@@ -657,6 +677,24 @@ impl Verifier {
             tenant,
             kid: Some(key.kid.clone()),
         })
+    }
+}
+
+impl Verifier {
+    /// A list of channel patterns from a claim (absent: none).
+    fn patterns(&self, claim: Option<Value>) -> Result<Vec<Pattern>, TokenError> {
+        match claim {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Pattern::parse(s, self.max_channel_len)
+                        .map_err(|e| invalid(&format!("channel {s:?}: {e}"))),
+                    _ => Err(invalid("channels must be strings")),
+                })
+                .collect(),
+            Some(_) => Err(invalid("channels must be an array")),
+        }
     }
 }
 
@@ -1353,6 +1391,54 @@ mod tests {
             Err(TokenError::InvalidClaims(_))
         ));
         let tok = mint(&forced, &with(base_claims(), "tenant", json!("a|b"))).unwrap();
+        assert!(matches!(
+            v.verify(&tok, NOW),
+            Err(TokenError::InvalidClaims(_))
+        ));
+    }
+
+    #[test]
+    fn split_channel_lists_and_tenants_claims() {
+        let v = verifier(vec![k1()]);
+        let claims = with(
+            with(
+                with(base_claims(), "publishChannels", json!(["out/*"])),
+                "subscribeChannels",
+                json!(["in/**"]),
+            ),
+            "tenants",
+            json!(["acme", "globex"]),
+        );
+        let c = v.verify(&mint(&k1(), &claims).unwrap(), NOW).unwrap();
+        assert_eq!(
+            c.publish_channels,
+            vec![Pattern::parse("out/*", 255).unwrap()]
+        );
+        assert_eq!(
+            c.subscribe_channels,
+            vec![Pattern::parse("in/**", 255).unwrap()]
+        );
+        assert_eq!(c.tenants, ["acme", "globex"]);
+        for (name, bad) in [
+            ("publishChannels", json!("x")),
+            ("subscribeChannels", json!(["a b"])),
+            ("tenants", json!("acme")),
+            ("tenants", json!([""])),
+            ("tenants", json!([3])),
+        ] {
+            let tok = mint(&k1(), &with(base_claims(), name, bad.clone())).unwrap();
+            assert!(
+                matches!(v.verify(&tok, NOW), Err(TokenError::InvalidClaims(_))),
+                "{name}: {bad}"
+            );
+        }
+        // A key bound to a tenant cannot grant others.
+        let mut forced = k1();
+        forced.tenant = Some("acme".into());
+        let v = verifier(vec![forced.clone()]);
+        let tok = mint(&forced, &with(base_claims(), "tenants", json!(["acme"]))).unwrap();
+        assert!(v.verify(&tok, NOW).is_ok());
+        let tok = mint(&forced, &with(base_claims(), "tenants", json!(["evil"]))).unwrap();
         assert!(matches!(
             v.verify(&tok, NOW),
             Err(TokenError::InvalidClaims(_))

@@ -216,6 +216,7 @@ fn connection_caps_per_ip_tenant_and_peer_close_4010_and_count_back_down() {
         dialect: Dialect::Json,
         credentials: Credentials::Token(token.to_owned()),
         remote: Some(format!("{ip}:5000").parse().unwrap()),
+        origin: None,
     };
     // Per IP: two from 192.0.2.1, the third is refused; another address is fine.
     t.connect_with("a1", from("192.0.2.1", &token_for("a1", &["c"])));

@@ -198,6 +198,7 @@ fn publishable_key_gets_fixed_grants_and_a_server_assigned_id() {
         dialect: Dialect::Json,
         credentials: Credentials::Key(k.into()),
         remote: None,
+        origin: None,
     };
     t.connect_with("k", key("pk_live_demo"));
     let out = t.transcript();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{Conn, Event, Hub, Timer, instant_at_unix};
+use crate::access::{AccessError, AccessTable, AccessToken, Presented};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError, Grant};
 use crate::hub::Credentials;
@@ -23,12 +24,20 @@ pub(super) enum AuthState {
     Ready(Arc<Grants>),
 }
 
-/// What a connection may do, from a token, a publishable key or the anonymous grant.
+/// What a connection may do, from a JWT, an access token, a publishable key or the
+/// anonymous grant: every kind of credential maps into this one structure, and the
+/// same code checks it.
 #[derive(Debug)]
 pub(super) struct Grants {
-    pub(super) channels: Vec<Pattern>,
+    /// Patterns the connection may publish to (JWT `channels` fill both lists).
+    pub(super) publish: Vec<Pattern>,
+    /// Patterns the connection may subscribe to (and rooms it may announce into).
+    pub(super) subscribe: Vec<Pattern>,
     pub(super) permissions: Permissions,
     pub(super) tenant: Option<TenantId>,
+    /// Further tenants a request may name (`tenant` on subscribe/publish), besides
+    /// the connection's own. The channel lists apply in each of them.
+    pub(super) tenants: Vec<TenantId>,
     /// Presence metadata (without `iceServers`).
     pub(super) metadata: Arc<Map<String, Value>>,
     /// Only the peer's own `welcome` carries these.
@@ -50,6 +59,8 @@ pub(super) enum Origin {
     Key(String),
     /// No credentials: the anonymous grant.
     Anonymous,
+    /// The access token with this id and secret hash.
+    Access(String, [u8; 32]),
 }
 
 impl Grants {
@@ -69,9 +80,11 @@ impl Grants {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            channels,
+            publish: Vec::clone(&channels),
+            subscribe: channels,
             permissions: g.permissions,
             tenant: g.tenant.as_deref().map(TenantId::new),
+            tenants: Vec::new(),
             metadata: Arc::new(Map::new()),
             ice_servers: None,
             expires_at: None,
@@ -81,10 +94,16 @@ impl Grants {
     }
 
     fn from_claims(c: Claims) -> Self {
+        let mut publish = c.channels.clone();
+        publish.extend(c.publish_channels);
+        let mut subscribe = c.channels;
+        subscribe.extend(c.subscribe_channels);
         Self {
-            channels: c.channels,
+            publish,
+            subscribe,
             permissions: c.permissions,
             tenant: c.tenant.as_deref().map(TenantId::new),
+            tenants: c.tenants.iter().map(|t| TenantId::new(t)).collect(),
             metadata: Arc::new(c.metadata.unwrap_or_default()),
             ice_servers: c.ice_servers,
             expires_at: c.exp,
@@ -93,13 +112,96 @@ impl Grants {
         }
     }
 
-    /// True if a grant allows `pattern`: a concrete channel must match a granted
-    /// pattern; a wildcard subscription must be covered by one.
-    pub(super) fn allows(&self, pattern: &Pattern) -> bool {
-        if pattern.is_wildcard() {
-            self.channels.iter().any(|g| g.covers(pattern))
+    /// The grants of an access token (its first tenant is the connection's own).
+    fn from_access(t: &AccessToken, config: &Config) -> Result<Self, ConfigError> {
+        let patterns = |list: &[String]| {
+            list.iter()
+                .map(|p| {
+                    Pattern::parse(p, config.limits.max_channel_len).map_err(|e| {
+                        ConfigError::Pattern {
+                            pattern: p.clone(),
+                            reason: e.to_string(),
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        for tenant in &t.tenants {
+            if tenant.is_empty()
+                || tenant.chars().count() > crate::token::MAX_ID_CHARS
+                || tenant.chars().any(|c| c == '|' || c.is_control())
+            {
+                return Err(ConfigError::AccessTokens(format!(
+                    "token {}: invalid tenant {tenant:?}",
+                    t.id
+                )));
+            }
+        }
+        Ok(Self {
+            publish: patterns(&t.publish)?,
+            subscribe: patterns(&t.subscribe)?,
+            permissions: t.permissions,
+            tenant: t.tenants.first().map(|n| TenantId::new(n)),
+            tenants: t.tenants.iter().map(|n| TenantId::new(n)).collect(),
+            metadata: Arc::new(Map::new()),
+            ice_servers: None,
+            expires_at: t.expires_at,
+            subject: None,
+            origin: Origin::Access(t.id.clone(), t.secret_sha256),
+        })
+    }
+
+    /// True if the grants allow `pattern` for `action` (publish, or subscribe and
+    /// announce): a concrete channel must match a pattern of that list; a wildcard
+    /// subscription must be covered by one.
+    pub(super) fn allows(&self, pattern: &Pattern, action: Permissions) -> bool {
+        let list = if action == Permissions::PUBLISH {
+            &self.publish
         } else {
-            self.channels.iter().any(|g| g.matches(pattern.as_str()))
+            &self.subscribe
+        };
+        if pattern.is_wildcard() {
+            list.iter().any(|g| g.covers(pattern))
+        } else {
+            list.iter().any(|g| g.matches(pattern.as_str()))
+        }
+    }
+
+    /// Whether a request may name `tenant`: the connection's own (`own`) or one of
+    /// the further tenants its credentials list.
+    pub(super) fn allows_tenant(&self, own: &TenantId, tenant: &str) -> bool {
+        own.as_str() == tenant || self.tenants.iter().any(|t| t.as_str() == tenant)
+    }
+}
+
+/// Why credentials were refused: a JWT's reason or an access token's.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    Jwt(TokenError),
+    Access(AccessError),
+}
+
+impl Refusal {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Jwt(e) => e.reason(),
+            Self::Access(e) => e.reason(),
+        }
+    }
+
+    fn is_expired(&self) -> bool {
+        match self {
+            Self::Jwt(e) => e.is_expired(),
+            Self::Access(e) => *e == AccessError::Expired,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Jwt(e) => e.fmt(f),
+            Self::Access(e) => e.fmt(f),
         }
     }
 }
@@ -111,6 +213,9 @@ pub(super) struct Policy {
     pub(super) verifier: Option<Verifier>,
     pub(super) anonymous: Option<Arc<Grants>>,
     pub(super) publishable: BTreeMap<String, Arc<Grants>>,
+    /// Access tokens, and the grants of each, built once.
+    pub(super) access: AccessTable,
+    pub(super) access_grants: BTreeMap<String, Arc<Grants>>,
 }
 
 impl Policy {
@@ -140,10 +245,20 @@ impl Policy {
                 Ok((k.key.clone(), Arc::new(grants)))
             })
             .collect::<Result<_, ConfigError>>()?;
+        let access = AccessTable::new(config.auth.access_tokens.iter().cloned())
+            .map_err(|e| ConfigError::AccessTokens(e.to_string()))?;
+        let access_grants = config
+            .auth
+            .access_tokens
+            .iter()
+            .map(|t| Ok((t.id.clone(), Arc::new(Grants::from_access(t, config)?))))
+            .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
             verifier: verifier(config)?,
             anonymous,
             publishable,
+            access,
+            access_grants,
         })
     }
 
@@ -156,6 +271,10 @@ impl Policy {
                 .is_some_and(|v| kid.as_deref().is_none_or(|k| v.keys().get(k).is_some())),
             Origin::Key(key) => self.publishable.contains_key(key),
             Origin::Anonymous => self.anonymous.is_some(),
+            Origin::Access(id, hash) => self
+                .access
+                .get(id)
+                .is_some_and(|t| !t.revoked && t.secret_sha256 == *hash),
         }
     }
 }
@@ -179,7 +298,7 @@ impl Hub {
     /// Credentials offered at connect time.
     pub(super) fn on_open_credentials(&mut self, conn: ConnId, credentials: Credentials) {
         match credentials {
-            Credentials::Token(token) => match self.verify(&token) {
+            Credentials::Token(token) => match self.verify(conn, &token) {
                 Ok(grants) => self.authenticate(conn, grants, None),
                 Err(e) => self.fail_auth(conn, &e),
             },
@@ -209,22 +328,39 @@ impl Hub {
         }
     }
 
-    fn verify(&self, token: &str) -> Result<Arc<Grants>, TokenError> {
+    /// Checks a token: an `AT_…` access token against the table (with the client's
+    /// IP and origin), anything else as a JWT.
+    fn verify(&self, conn: ConnId, token: &str) -> Result<Arc<Grants>, Refusal> {
+        let unix_secs = self.unix_ms(self.now) / 1000;
+        if token.starts_with(crate::access::PREFIX) {
+            let c = &self.conns[&conn];
+            let presented = Presented {
+                unix_secs,
+                ip: c.ip,
+                origin: c.origin.as_deref(),
+            };
+            let t = self
+                .policy
+                .access
+                .verify(token, &presented)
+                .map_err(Refusal::Access)?;
+            return Ok(Arc::clone(&self.policy.access_grants[&t.id]));
+        }
         let verifier = self
             .policy
             .verifier
             .as_ref()
-            .ok_or(TokenError::UnknownKid)?;
-        let claims = verifier.verify(token, self.unix_ms(self.now) / 1000)?;
+            .ok_or(Refusal::Jwt(TokenError::UnknownKid))?;
+        let claims = verifier.verify(token, unix_secs).map_err(Refusal::Jwt)?;
         if claims.sub.starts_with(RESERVED_ID_PREFIX) {
-            return Err(TokenError::InvalidClaims(format!(
+            return Err(Refusal::Jwt(TokenError::InvalidClaims(format!(
                 "peer ids starting with {RESERVED_ID_PREFIX:?} are reserved for the server"
-            )));
+            ))));
         }
         Ok(Arc::new(Grants::from_claims(claims)))
     }
 
-    fn fail_auth(&mut self, conn: ConnId, e: &TokenError) {
+    fn fail_auth(&mut self, conn: ConnId, e: &Refusal) {
         self.event(Event::AuthFailed {
             conn,
             reason: e.reason(),
@@ -325,7 +461,7 @@ impl Hub {
     /// any close and would repeat the same token forever.
     pub(super) fn on_announce_with_token(&mut self, conn: ConnId, mut a: crate::wire::Announce) {
         let token = a.token.take().expect("caller checked");
-        let grants = match self.verify(&token.0) {
+        let grants = match self.verify(conn, &token.0) {
             Ok(grants) => grants,
             Err(e) => {
                 self.event(Event::AuthFailed {
@@ -398,7 +534,7 @@ impl Hub {
     /// (an `auth` frame, or an rtc-signaller announce carrying `token`) is accepted.
     pub(super) fn on_unauthenticated(&mut self, conn: ConnId, command: Command) {
         match command {
-            Command::Auth(a) => match self.verify(&a.token.0) {
+            Command::Auth(a) => match self.verify(conn, &a.token.0) {
                 Ok(grants) => self.authenticate(conn, grants, a.request_id.as_ref()),
                 Err(e) => self.fail_auth(conn, &e),
             },

@@ -207,21 +207,38 @@ impl Hub {
         let revoked: Vec<_> = self
             .conns
             .iter()
-            .filter(|(_, c)| match &c.auth {
-                auth::AuthState::Ready(g) => !self.policy.still_allows(&g.origin),
-                auth::AuthState::Pending => false,
+            .filter_map(|(conn, c)| match &c.auth {
+                auth::AuthState::Ready(g) if !self.policy.still_allows(&g.origin) => {
+                    Some((*conn, matches!(g.origin, auth::Origin::Access(..))))
+                }
+                _ => None,
             })
-            .map(|(conn, _)| *conn)
             .collect();
-        for conn in &revoked {
-            self.close(
-                *conn,
-                CloseCode::INVALID_TOKEN,
-                "credentials revoked by reconfiguration",
-            );
+        for &(conn, access) in &revoked {
+            let reason = if access {
+                "access token revoked"
+            } else {
+                "credentials revoked by reconfiguration"
+            };
+            self.close(conn, CloseCode::INVALID_TOKEN, reason);
         }
         self.finish_tick();
         Ok(revoked.len())
+    }
+
+    /// Replaces the access-token table only (an operator created or revoked a
+    /// token), keeping the rest of the config. Connections authenticated with a token
+    /// that is now revoked or gone are closed with 4001 at once, like
+    /// [`Hub::reconfigure`]. Returns how many were closed; an invalid table changes
+    /// nothing.
+    pub fn set_access_tokens(
+        &mut self,
+        now: std::time::Instant,
+        tokens: Vec<crate::access::AccessToken>,
+    ) -> Result<usize, ConfigError> {
+        let mut config = self.config.clone();
+        config.auth.access_tokens = tokens;
+        self.reconfigure(now, config)
     }
 }
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{Hub, Output};
 use crate::ids::{ChannelId, ConnId, TenantId};
-use crate::wire::Dialect;
+use crate::wire::{Dialect, json};
 
 const SLOTS: usize = 2 * Dialect::ALL.len();
 
@@ -12,6 +12,8 @@ const SLOTS: usize = 2 * Dialect::ALL.len();
 /// metadata). `None` inside means "nothing for that flavour".
 pub(super) struct Frames<F> {
     slots: [Option<Option<Bytes>>; SLOTS],
+    /// The same frames naming their tenant, for recipients from other tenants.
+    foreign: [Option<Option<Bytes>>; SLOTS],
     encode: F,
 }
 
@@ -19,8 +21,33 @@ impl<F: FnMut(Dialect, bool) -> Option<Bytes>> Frames<F> {
     pub(super) fn new(encode: F) -> Self {
         Self {
             slots: Default::default(),
+            foreign: Default::default(),
             encode,
         }
+    }
+
+    /// The frame for a recipient in `tenant`'s channel whose own tenant is another
+    /// (`foreign`): JSON `message` frames then name the tenant, spliced into the
+    /// shared encoding once per flavour.
+    pub(super) fn get_in(
+        &mut self,
+        dialect: Dialect,
+        with_meta: bool,
+        foreign: bool,
+        tenant: &TenantId,
+    ) -> Option<Bytes> {
+        if !foreign || dialect != Dialect::Json {
+            return self.get(dialect, with_meta);
+        }
+        let i = dialect.index() * 2 + usize::from(with_meta);
+        if let Some(frame) = &self.foreign[i] {
+            return frame.clone();
+        }
+        let frame = self
+            .get(dialect, with_meta)
+            .map(|f| json::with_tenant(&f, tenant.as_str()));
+        self.foreign[i] = Some(frame.clone());
+        frame
     }
 
     /// The frame for `dialect` (`with_meta`: the sender's metadata included),
@@ -52,7 +79,13 @@ impl Hub {
             if Some(conn) == except {
                 continue;
             }
-            if let Some(frame) = frames.get(member.dialect, member.include_meta) {
+            let frame = frames.get_in(
+                member.dialect,
+                member.include_meta,
+                member.foreign,
+                &ch.tenant,
+            );
+            if let Some(frame) = frame {
                 self.out.push_back(Output::Send { conn, frame });
             }
         }
@@ -81,7 +114,7 @@ impl Hub {
             .and_then(|ch| self.channels.get(&ch))
             .map(|c| &c.members);
         // A connection with several matching patterns still gets one copy.
-        let mut recipients: std::collections::BTreeMap<ConnId, bool> = Default::default();
+        let mut recipients: std::collections::BTreeMap<ConnId, (bool, bool)> = Default::default();
         for (pattern, subs) in by_pattern {
             if !pattern.matches(name) {
                 continue;
@@ -90,12 +123,14 @@ impl Hub {
                 if Some(conn) == except || members.is_some_and(|m| m.contains_key(&conn)) {
                     continue;
                 }
-                *recipients.entry(conn).or_default() |= opts.include_meta;
+                let entry = recipients.entry(conn).or_default();
+                entry.0 |= opts.include_meta;
+                entry.1 = opts.foreign;
             }
         }
-        for (conn, with_meta) in recipients {
+        for (conn, (with_meta, foreign)) in recipients {
             let dialect = self.conns[&conn].dialect;
-            if let Some(frame) = frames.get(dialect, with_meta) {
+            if let Some(frame) = frames.get_in(dialect, with_meta, foreign, tenant) {
                 self.out.push_back(Output::Send { conn, frame });
                 sent += 1;
             }

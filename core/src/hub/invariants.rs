@@ -40,6 +40,12 @@ impl Hub {
                     "member peer differs from conn binding"
                 );
                 assert_eq!(c.dialect, m.dialect, "member dialect differs from conn");
+                assert_eq!(
+                    m.foreign,
+                    c.tenant != ch.tenant,
+                    "member {conn} of {} has a stale foreign-tenant flag",
+                    ch.name
+                );
                 counts.entry(&m.peer).or_default().insert(*conn);
                 if m.dialect == Dialect::Signaller {
                     assert_eq!(
@@ -96,10 +102,10 @@ impl Hub {
                     "{conn} lists a channel it is not a member of"
                 );
             }
-            for pattern in &c.patterns {
+            for (tenant, pattern) in &c.patterns {
                 let indexed = self
                     .patterns
-                    .get(&c.tenant)
+                    .get(tenant)
                     .and_then(|p| p.get(pattern))
                     .is_some_and(|subs| subs.contains_key(conn));
                 assert!(indexed, "{conn}'s pattern {pattern} is not indexed");
@@ -156,7 +162,7 @@ impl Hub {
                         .get(conn)
                         .unwrap_or_else(|| panic!("pattern index lists gone {conn}"));
                     assert!(
-                        c.patterns.contains(pattern),
+                        c.patterns.contains(&(tenant.clone(), pattern.clone())),
                         "{conn} does not list pattern {pattern}"
                     );
                 }

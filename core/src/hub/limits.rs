@@ -84,7 +84,17 @@ impl Hub {
     /// with `over_message_quota` and the connection stays open.
     pub(super) fn charge_quota(&mut self, conn: ConnId, request_id: Option<&RequestId>) -> bool {
         let tenant = self.conns[&conn].tenant.clone();
-        if self.charge_tenant_quota(&tenant) {
+        self.charge_quota_in(conn, &tenant, request_id)
+    }
+
+    /// Charges one message of `conn` to `tenant`'s quota (a publish that named it).
+    pub(super) fn charge_quota_in(
+        &mut self,
+        conn: ConnId,
+        tenant: &TenantId,
+        request_id: Option<&RequestId>,
+    ) -> bool {
+        if self.charge_tenant_quota(tenant) {
             return true;
         }
         self.refuse_request(

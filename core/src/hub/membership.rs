@@ -30,8 +30,10 @@ impl Hub {
         include_meta: bool,
         presence: bool,
     ) -> bool {
-        let dialect = self.conns[&conn].dialect;
+        let c = &self.conns[&conn];
+        let dialect = c.dialect;
         let ch = self.channels.get_mut(&channel).expect("channel exists");
+        let foreign = ch.tenant != c.tenant;
         ch.members.insert(
             conn,
             Member {
@@ -39,6 +41,7 @@ impl Hub {
                 dialect,
                 include_meta,
                 presence,
+                foreign,
             },
         );
         let is_new_peer = !ch.peers.contains_key(peer);

@@ -37,6 +37,9 @@ pub struct Open {
     pub credentials: Credentials,
     /// The peer's address, for per-IP limits and logs.
     pub remote: Option<SocketAddr>,
+    /// The browser's `Origin` header (WebSocket), for access tokens limited to some
+    /// origins.
+    pub origin: Option<String>,
 }
 
 impl Open {
@@ -46,6 +49,7 @@ impl Open {
             dialect,
             credentials: Credentials::None,
             remote: None,
+            origin: None,
         }
     }
 }
@@ -56,7 +60,8 @@ impl Open {
 pub enum Credentials {
     /// Nothing offered (in-band auth may follow, or the hub allows anonymous peers).
     None,
-    /// A JWT (`?token=`, `Authorization: Bearer`, subprotocol).
+    /// A JWT, or an `AT_…` access token (`?token=`, `Authorization: Bearer`,
+    /// subprotocol).
     Token(String),
     /// A publishable key (`?key=`).
     Key(String),
@@ -264,6 +269,9 @@ enum Timer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SubOpts {
     include_meta: bool,
+    /// The subscription is in another tenant than the connection's own: its messages
+    /// name their tenant.
+    foreign: bool,
 }
 
 #[derive(Debug)]
@@ -277,11 +285,13 @@ struct Conn {
     room: Option<ChannelId>,
     /// Exact subscriptions (JSON dialect).
     subs: BTreeSet<ChannelId>,
-    /// Wildcard subscriptions (JSON dialect).
-    patterns: BTreeSet<Pattern>,
+    /// Wildcard subscriptions (JSON dialect), with the tenant each was made in.
+    patterns: BTreeSet<(TenantId, Pattern)>,
     rate: RateBucket,
-    /// The client's IP (for the per-IP cap).
+    /// The client's IP (for the per-IP cap and access tokens' networks).
     ip: Option<std::net::IpAddr>,
+    /// The browser's `Origin` (for access tokens' origins).
+    origin: Option<Box<str>>,
     /// Whether this connection counts against its tenant's cap (once authenticated).
     counted_tenant: bool,
     /// Armed timers, so they can be disarmed when the connection goes.
@@ -308,6 +318,9 @@ struct Member {
     include_meta: bool,
     /// This member receives presence frames (JSON, with the `presence` permission).
     presence: bool,
+    /// The channel is in another tenant than the member connection's own (it named
+    /// the tenant when subscribing): its messages name their tenant.
+    foreign: bool,
 }
 
 #[derive(Debug)]
@@ -398,6 +411,7 @@ impl Hub {
                 patterns: BTreeSet::new(),
                 rate: RateBucket::new(&self.config.limits, now),
                 ip: open.remote.map(|r| r.ip()),
+                origin: open.origin.map(String::into_boxed_str),
                 counted_tenant: false,
                 timers: Vec::new(),
             },
@@ -591,8 +605,8 @@ impl Hub {
         for ch in subs {
             self.depart(ch, conn, Departure::Synthetic);
         }
-        for pattern in patterns {
-            self.remove_pattern_sub(conn, &pattern);
+        for (tenant, pattern) in patterns {
+            self.remove_pattern_sub(conn, &tenant, &pattern);
         }
         for timer in timers {
             self.timers.remove(&timer);

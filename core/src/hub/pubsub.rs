@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::fanout::Frames;
 use super::{Departure, Event, Hub, SubOpts};
 use crate::codes::ErrorCode;
-use crate::ids::{ConnId, PeerId};
+use crate::ids::{ConnId, PeerId, TenantId};
 use crate::pattern::Pattern;
 use crate::token::Permissions;
 use crate::wire::{Dialect, Publish, RequestId, Send, Subscribe, Unsubscribe, json, signaller};
@@ -93,15 +93,19 @@ fn signaller_message(target: Option<&PeerId>, from: &PeerId, data: &[u8]) -> Byt
 impl Hub {
     pub(super) fn on_subscribe(&mut self, conn: ConnId, s: Subscribe) {
         let rid = s.request_id.as_ref();
+        let Some(tenant) = self.request_tenant(conn, s.tenant.as_deref(), rid) else {
+            return;
+        };
         let Some(pattern) = self.checked_channel(conn, &s.channel, Permissions::SUBSCRIBE, rid)
         else {
             return;
         };
         let c = &self.conns[&conn];
-        let already = if pattern.is_wildcard() {
-            c.patterns.contains(&pattern)
+        let key = (tenant, pattern);
+        let already = if key.1.is_wildcard() {
+            c.patterns.contains(&key)
         } else {
-            self.channel_id(&c.tenant, &s.channel)
+            self.channel_id(&key.0, &s.channel)
                 .is_some_and(|ch| c.subs.contains(&ch))
         };
         if !already && c.subs.len() + c.patterns.len() >= self.config.limits.max_channels_per_conn {
@@ -114,29 +118,29 @@ impl Hub {
         }
         let opts = SubOpts {
             include_meta: s.include_sender_metadata,
+            foreign: key.0 != c.tenant,
         };
-        let tenant = c.tenant.clone();
         let grants = self.grants(conn);
         let wants_presence = grants.permissions.contains(Permissions::PRESENCE);
-        if pattern.is_wildcard() {
+        if key.1.is_wildcard() {
             self.patterns
-                .entry(tenant)
+                .entry(key.0.clone())
                 .or_default()
-                .entry(pattern.clone())
+                .entry(key.1.clone())
                 .or_default()
                 .insert(conn, opts);
             self.conns
                 .get_mut(&conn)
                 .expect("live")
                 .patterns
-                .insert(pattern);
+                .insert(key);
             self.ack(conn, rid);
         } else {
             let peer = self.conns[&conn]
                 .peer
                 .clone()
                 .expect("JSON peers are bound at auth");
-            let ch = self.channel_entry(&tenant, &s.channel);
+            let ch = self.channel_entry(&key.0, &s.channel);
             let metadata = Arc::clone(&grants.metadata);
             let new_peer = self.join(
                 ch,
@@ -163,21 +167,24 @@ impl Hub {
 
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, u: Unsubscribe) {
         let rid = u.request_id.as_ref();
+        let Some(tenant) = self.request_tenant(conn, u.tenant.as_deref(), rid) else {
+            return;
+        };
         let Ok(pattern) = Pattern::parse(&u.channel, self.config.limits.max_channel_len) else {
             return self.refuse_request(conn, ErrorCode::InvalidChannel, "invalid channel", rid);
         };
         if pattern.is_wildcard() {
+            let key = (tenant, pattern);
             if self
                 .conns
                 .get_mut(&conn)
                 .expect("live")
                 .patterns
-                .remove(&pattern)
+                .remove(&key)
             {
-                self.remove_pattern_sub(conn, &pattern);
+                self.remove_pattern_sub(conn, &key.0, &key.1);
             }
         } else {
-            let tenant = self.conns[&conn].tenant.clone();
             let ch = self.channel_id(&tenant, &u.channel);
             if let Some(ch) = ch.filter(|ch| self.conns[&conn].subs.contains(ch)) {
                 self.conns.get_mut(&conn).expect("live").subs.remove(&ch);
@@ -191,6 +198,9 @@ impl Hub {
 
     pub(super) fn on_publish(&mut self, conn: ConnId, p: Publish) {
         let rid = p.request_id.as_ref();
+        let Some(tenant) = self.request_tenant(conn, p.tenant.as_deref(), rid) else {
+            return;
+        };
         let Some(pattern) = self.checked_channel(conn, &p.channel, Permissions::PUBLISH, rid)
         else {
             return;
@@ -203,11 +213,10 @@ impl Hub {
                 rid,
             );
         }
-        if !self.charge_quota(conn, rid) {
+        if !self.charge_quota_in(conn, &tenant, rid) {
             return;
         }
-        let c = &self.conns[&conn];
-        let (tenant, peer) = (c.tenant.clone(), c.peer.clone().expect("bound at auth"));
+        let peer = self.conns[&conn].peer.clone().expect("bound at auth");
         let grants = self.grants(conn);
         let payload = Payload::Json(&p.data);
         let mut frames = Frames::new(message_frames(
@@ -313,7 +322,7 @@ impl Hub {
             );
             return None;
         }
-        if !grants.allows(&pattern) {
+        if !grants.allows(&pattern, permission) {
             self.refuse_request(
                 conn,
                 ErrorCode::ChannelNotAuthorized,
@@ -325,10 +334,39 @@ impl Hub {
         Some(pattern)
     }
 
-    /// Drops one wildcard subscription from the tenant's index.
-    pub(super) fn remove_pattern_sub(&mut self, conn: ConnId, pattern: &Pattern) {
-        let tenant = self.conns[&conn].tenant.clone();
-        let Some(by_pattern) = self.patterns.get_mut(&tenant) else {
+    /// The tenant a request acts in: the one it names, if the connection's grants
+    /// allow it (else `tenant_not_authorized`), or the connection's own.
+    fn request_tenant(
+        &mut self,
+        conn: ConnId,
+        named: Option<&str>,
+        rid: Option<&RequestId>,
+    ) -> Option<TenantId> {
+        let own = &self.conns[&conn].tenant;
+        match named {
+            None => Some(own.clone()),
+            Some(name) if name == own.as_str() => Some(own.clone()),
+            Some(name) if self.grants(conn).allows_tenant(own, name) => Some(TenantId::new(name)),
+            Some(_) => {
+                self.refuse_request(
+                    conn,
+                    ErrorCode::TenantNotAuthorized,
+                    "tenant not in your grants",
+                    rid,
+                );
+                None
+            }
+        }
+    }
+
+    /// Drops one wildcard subscription from its tenant's index.
+    pub(super) fn remove_pattern_sub(
+        &mut self,
+        conn: ConnId,
+        tenant: &TenantId,
+        pattern: &Pattern,
+    ) {
+        let Some(by_pattern) = self.patterns.get_mut(tenant) else {
             return;
         };
         if let Some(subs) = by_pattern.get_mut(pattern) {
@@ -338,7 +376,7 @@ impl Hub {
             }
         }
         if by_pattern.is_empty() {
-            self.patterns.remove(&tenant);
+            self.patterns.remove(tenant);
         }
     }
 }

@@ -57,7 +57,7 @@ impl Hub {
                 "announce needs the subscribe permission",
             );
         }
-        if !grants.channels.iter().any(|g| g.matches(&a.room)) {
+        if !grants.subscribe.iter().any(|g| g.matches(&a.room)) {
             return self.refuse(
                 conn,
                 ErrorCode::ChannelNotAuthorized,
@@ -150,6 +150,14 @@ impl Hub {
                 conn,
                 ErrorCode::ActionNotPermitted,
                 "room messages need the publish permission",
+            );
+        }
+        let name = &self.channels[&room].name;
+        if !self.grants(conn).publish.iter().any(|g| g.matches(name)) {
+            return self.refuse(
+                conn,
+                ErrorCode::ChannelNotAuthorized,
+                "room not in your publish grants",
             );
         }
         if !self.charge_quota(conn, None) {

@@ -143,6 +143,7 @@ impl TestHub {
                 dialect,
                 credentials: Credentials::Token(token.to_owned()),
                 remote: None,
+                origin: None,
             },
         )
     }

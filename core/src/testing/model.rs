@@ -610,6 +610,7 @@ impl Run {
                 dialect,
                 credentials,
                 remote: None,
+                origin: None,
             },
         );
         let idx = self.conns.len();

@@ -35,6 +35,8 @@ pub struct Subscribe {
     pub request_id: Option<RequestId>,
     /// Every `message` on this subscription carries `fromMetadata`.
     pub include_sender_metadata: bool,
+    /// The tenant to subscribe in (fastpubsub style); `None`: the connection's own.
+    pub tenant: Option<String>,
 }
 
 /// `unsubscribe`: stop receiving a channel.
@@ -44,6 +46,8 @@ pub struct Unsubscribe {
     pub channel: String,
     /// Echoed in the `ack` or `error`.
     pub request_id: Option<RequestId>,
+    /// The tenant given to `subscribe`; `None`: the connection's own.
+    pub tenant: Option<String>,
 }
 
 /// `publish`: send `data` to every other subscriber of a channel.
@@ -55,6 +59,8 @@ pub struct Publish {
     pub data: Bytes,
     /// Echoed in the `ack` or `error`.
     pub request_id: Option<RequestId>,
+    /// The tenant to publish in (fastpubsub style); `None`: the connection's own.
+    pub tenant: Option<String>,
 }
 
 /// `send`: a direct message to a peer anywhere in the sender's tenant.

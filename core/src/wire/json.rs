@@ -34,6 +34,8 @@ struct Inbound<'a> {
     to: Option<Cow<'a, str>>,
     #[serde(borrow)]
     token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tenant: Option<Cow<'a, str>>,
 }
 
 /// Only the request id, for answering frames that fail to decode otherwise.
@@ -89,6 +91,7 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
                 .into_owned(),
             include_sender_metadata: inbound.include_sender_metadata.unwrap_or(false),
             request_id,
+            tenant: inbound.tenant.map(Cow::into_owned),
         }),
         "unsubscribe" => Command::Unsubscribe(Unsubscribe {
             channel: inbound
@@ -96,6 +99,7 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
                 .ok_or_else(|| fail("missing \"channel\""))?
                 .into_owned(),
             request_id,
+            tenant: inbound.tenant.map(Cow::into_owned),
         }),
         "publish" => Command::Publish(Publish {
             channel: inbound
@@ -104,6 +108,7 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
                 .into_owned(),
             data: raw(inbound.data),
             request_id,
+            tenant: inbound.tenant.map(Cow::into_owned),
         }),
         "send" => Command::Send(Send {
             to: inbound
@@ -238,6 +243,23 @@ pub(crate) fn error(code: &str, message: &str, request_id: Option<&RequestId>) -
         .str_field("message", message)
         .request_id(request_id)
         .finish()
+}
+
+/// A `message` frame with `"tenant":<tenant>` spliced in after its type, for a
+/// recipient outside the channel's tenant (it subscribed there by naming it). Other
+/// frames come back as they are.
+pub(crate) fn with_tenant(frame: &Bytes, tenant: &str) -> Bytes {
+    const HEAD: &[u8] = br#"{"type":"message","#;
+    if !frame.starts_with(HEAD) {
+        return frame.clone();
+    }
+    let mut out = Vec::with_capacity(frame.len() + tenant.len() + 12);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(br#""tenant":"#);
+    serde_json::to_writer(&mut out, tenant).expect("Vec write");
+    out.push(b',');
+    out.extend_from_slice(&frame[HEAD.len()..]);
+    Bytes::from(out)
 }
 
 /// `message`: `data` is spliced in as sent; `fromMetadata` only when asked for.
