@@ -87,6 +87,8 @@ pub struct Negotiated {
     /// The `X-Forwarded-For` header, if any (trusted only from trusted proxies: see
     /// [`client_addr`]).
     pub forwarded_for: Option<String>,
+    /// The browser's `Origin` header, if any: access tokens may be limited to some.
+    pub origin: Option<String>,
 }
 
 /// Reads an upgrade request. `Err` is the HTTP status to refuse it with.
@@ -110,6 +112,10 @@ pub fn negotiate(routes: &Routes, request: &Request) -> Result<Negotiated, Statu
         forwarded_for: request
             .headers()
             .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        origin: headers
+            .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     })

@@ -205,6 +205,7 @@ async fn upgrade_or_fallback<S: HttpIo>(
         dialect,
         credentials,
         forwarded_for,
+        origin,
         ..
     }) = negotiated
     else {
@@ -226,6 +227,7 @@ async fn upgrade_or_fallback<S: HttpIo>(
     let mut open = Open::new(dialect);
     open.credentials = credentials;
     open.remote = Some(remote);
+    open.origin = origin;
     let _counted = driver.metrics().track("ws");
     admission.serve(reader, writer, open).await;
 }

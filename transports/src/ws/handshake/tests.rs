@@ -201,3 +201,28 @@ fn origins_are_checked_only_when_a_list_is_configured() {
         &["*".to_owned()]
     ));
 }
+
+#[test]
+fn the_origin_header_is_handed_to_the_hub_with_the_access_token() {
+    let at = "AT_k1_0123456789abcdef0123456789abcdef";
+    let n = negotiate(
+        &Routes::default(),
+        &request(
+            "/v1",
+            &[
+                ("Origin", "https://app.example.com"),
+                ("Sec-WebSocket-Protocol", at),
+            ],
+        ),
+    )
+    .expect("negotiated");
+    assert_eq!(n.origin.as_deref(), Some("https://app.example.com"));
+    assert_eq!(n.credentials, token(at));
+    assert_eq!(n.protocol.as_deref(), Some(at));
+    let n = negotiate(
+        &Routes::default(),
+        &request("/v1", &[("Authorization", &format!("Bearer {at}"))]),
+    )
+    .expect("negotiated");
+    assert_eq!((n.origin, n.credentials), (None, token(at)));
+}
