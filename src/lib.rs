@@ -8,6 +8,7 @@
 pub use switchyard_core as core;
 pub use switchyard_transports as transports;
 
+pub mod access_store;
 pub mod rest;
 pub mod server;
 pub mod settings;

@@ -60,6 +60,9 @@ enum Command {
         config: Option<PathBuf>,
         token: String,
     },
+    /// Access tokens (fastpubsub's AT_<id>_<secret>) for the config file.
+    #[command(name = "access-token", subcommand)]
+    AccessToken(AccessTokenCommand),
     /// Print an example config with a fresh signing key.
     Genconfig,
     /// Validate a config file.
@@ -79,6 +82,33 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AccessTokenCommand {
+    /// Mint a token: prints it once, then the [[auth.access_tokens]] block to paste into
+    /// the config (it holds the secret's SHA-256 only); `kill -HUP` the server to load
+    /// it. On a running server, `POST /v1/access-tokens` does both at once.
+    New {
+        /// Allowed tenant (repeatable); the first is the connection's own.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Pattern it may publish to (repeatable).
+        #[arg(long = "publish")]
+        publish: Vec<String>,
+        /// Pattern it may subscribe to (repeatable).
+        #[arg(long = "subscribe")]
+        subscribe: Vec<String>,
+        /// Client network allowed, e.g. 10.0.0.0/8 (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        /// Browser origin allowed, e.g. https://app.example.com (repeatable).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
@@ -93,6 +123,14 @@ fn main() -> ExitCode {
             kid,
         } => gentoken(config, &sub, &channels, &permissions, ttl, tenant, kid),
         Command::Checktoken { config, token } => checktoken(config, &token),
+        Command::AccessToken(AccessTokenCommand::New {
+            tenants,
+            publish,
+            subscribe,
+            ips,
+            origins,
+            ttl,
+        }) => access_token_new(&tenants, &publish, &subscribe, &ips, &origins, ttl),
         Command::Genconfig => {
             print!("{}", settings::example("k1", &random_secret()));
             Ok(())
@@ -322,6 +360,55 @@ fn checktoken(config: Option<PathBuf>, token: &str) -> Result<()> {
         }
         Err(e) => Err(format!("invalid: {e} ({})", e.reason()).into()),
     }
+}
+
+fn access_token_new(
+    tenants: &[String],
+    publish: &[String],
+    subscribe: &[String],
+    ips: &[String],
+    origins: &[String],
+    ttl: Option<u64>,
+) -> Result<()> {
+    let (id, token) = switchyard::access_store::mint();
+    let secret = switchyard_core::access::parse(&token)
+        .expect("minted tokens parse")
+        .1;
+    let expires_at = ttl.map(|t| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs()
+            + t
+    });
+    let block = settings::AccessTokenSettings {
+        id,
+        secret_sha256: switchyard_core::access::to_hex(&switchyard_core::access::hash_secret(
+            secret,
+        )),
+        tenants: tenants.to_vec(),
+        publish: publish.to_vec(),
+        subscribe: subscribe.to_vec(),
+        permissions: None,
+        allowed_ips: ips.to_vec(),
+        allowed_origins: origins.to_vec(),
+        expires_at,
+    };
+    block.to_core()?;
+    let list = |v: &[String]| serde_json::to_string(v).expect("strings serialise");
+    println!("# the token (shown once; give it to the client): {token}");
+    println!("[[auth.access_tokens]]");
+    println!("id = {:?}", block.id);
+    println!("secret_sha256 = {:?}", block.secret_sha256);
+    println!("tenants = {}", list(&block.tenants));
+    println!("publish = {}", list(&block.publish));
+    println!("subscribe = {}", list(&block.subscribe));
+    println!("allowed_ips = {}", list(&block.allowed_ips));
+    println!("allowed_origins = {}", list(&block.allowed_origins));
+    if let Some(at) = block.expires_at {
+        println!("expires_at = {at}");
+    }
+    Ok(())
 }
 
 fn stdio(connect: Option<String>, dialect: &str) -> Result<()> {

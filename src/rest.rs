@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -51,9 +51,11 @@ impl std::fmt::Debug for ApiKey {
 
 /// What the handlers share.
 #[derive(Clone)]
-struct Api {
-    driver: DriverHandle,
+pub(crate) struct Api {
+    pub(crate) driver: DriverHandle,
     reloadable: Arc<RwLock<Reloadable>>,
+    /// REST-issued access tokens (`/v1/access-tokens`).
+    pub(crate) access: crate::access_store::Shared,
 }
 
 /// What a config reload replaces.
@@ -67,13 +69,20 @@ pub struct Reloadable {
     pub default_tenant: String,
     /// Whether `/metrics` needs an API key.
     pub metrics_need_key: bool,
+    /// The access tokens written in the config (the hub holds these plus the
+    /// REST-issued ones).
+    pub access_tokens: Vec<switchyard_core::access::AccessToken>,
 }
 
 /// The control plane's shared, reloadable settings.
 pub type Shared = Arc<RwLock<Reloadable>>;
 
 /// An error response: `{"code","message"}` with a status.
-struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(
+    pub(crate) StatusCode,
+    pub(crate) &'static str,
+    pub(crate) String,
+);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -81,9 +90,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn unauthorized() -> ApiError {
+pub(crate) fn unauthorized() -> ApiError {
     ApiError(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
@@ -91,7 +100,7 @@ fn unauthorized() -> ApiError {
     )
 }
 
-fn driver_gone() -> ApiError {
+pub(crate) fn driver_gone() -> ApiError {
     ApiError(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
@@ -110,13 +119,29 @@ fn router(api: Api) -> Router {
         .route("/v1/presence", get(presence))
         .route("/v1/disconnect", post(disconnect))
         .route("/v1/usage", get(usage))
+        .route(
+            "/v1/access-tokens",
+            post(crate::access_store::create).get(crate::access_store::list),
+        )
+        .route(
+            "/v1/access-tokens/{id}",
+            delete(crate::access_store::revoke),
+        )
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .with_state(api)
 }
 
 /// The hook the WebSocket listener calls for plain HTTP connections.
-pub fn http_fallback(driver: DriverHandle, reloadable: Shared) -> HttpFallback {
-    let router = router(Api { driver, reloadable });
+pub fn http_fallback(
+    driver: DriverHandle,
+    reloadable: Shared,
+    access: crate::access_store::Shared,
+) -> HttpFallback {
+    let router = router(Api {
+        driver,
+        reloadable,
+        access,
+    });
     HttpFallback(Arc::new(
         move |stream: Box<dyn HttpIo>, remote: SocketAddr| {
             let service = hyper_util::service::TowerToHyperService::new(router.clone());
@@ -136,7 +161,7 @@ pub fn http_fallback(driver: DriverHandle, reloadable: Shared) -> HttpFallback {
 }
 
 impl Api {
-    fn settings(&self) -> std::sync::RwLockReadGuard<'_, Reloadable> {
+    pub(crate) fn settings(&self) -> std::sync::RwLockReadGuard<'_, Reloadable> {
         self.reloadable
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -157,7 +182,7 @@ impl Api {
     }
 
     /// The API key the request presents, if it is a configured one.
-    fn key(&self, headers: &HeaderMap) -> Option<ApiKey> {
+    pub(crate) fn key(&self, headers: &HeaderMap) -> Option<ApiKey> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let presented = value
             .strip_prefix("Bearer ")
@@ -522,7 +547,7 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_message", e.to_string()))
 }

@@ -32,6 +32,7 @@ pub struct Running {
     /// The driver, for control-plane calls and custom transports.
     pub driver: DriverHandle,
     control: crate::rest::Shared,
+    access: crate::access_store::Shared,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -43,13 +44,18 @@ impl Running {
     /// config nothing changes.
     pub async fn reload(&self, settings: &Settings) -> Result<usize, Box<dyn std::error::Error>> {
         settings.validate()?;
-        let core = settings.core_config()?;
+        let mut core = settings.core_config()?;
         let next = reloadable(settings, &core);
+        // Held until the hub has the table, so that a concurrent REST change cannot
+        // be overwritten by an older one.
+        let store = self.access.lock().await;
+        core.auth.access_tokens.extend(store.tokens());
         let closed = self
             .driver
             .call(move |hub, now| hub.reconfigure(now, core))
             .await
             .map_err(|e| e.to_string())??;
+        drop(store);
         *self
             .control
             .write()
@@ -103,8 +109,16 @@ impl Drop for Running {
 
 /// Starts the driver and every configured listener. Must run inside a tokio runtime.
 pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>> {
-    let core = settings.core_config()?;
+    let mut core = settings.core_config()?;
     let control = Arc::new(RwLock::new(reloadable(settings, &core)));
+    let store = crate::access_store::AccessStore::open(&settings.auth.access_token_file)?;
+    if settings.auth.access_token_file.is_empty() {
+        tracing::debug!(
+            "no [auth] access_token_file: REST-issued access tokens last until restart"
+        );
+    }
+    core.auth.access_tokens.extend(store.tokens());
+    let access = Arc::new(tokio::sync::Mutex::new(store));
     let driver = driver::start(core, settings.driver_config())?;
     let mut tasks = Vec::new();
     let ws_addr = match bind(&settings.listen.ws)? {
@@ -117,6 +131,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
             ws_config.http = Some(crate::rest::http_fallback(
                 driver.clone(),
                 Arc::clone(&control),
+                Arc::clone(&access),
             ));
             tasks.push(tokio::spawn(ws::serve(listener, driver.clone(), ws_config)));
             Some(addr)
@@ -156,6 +171,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         quic_certificate,
         driver,
         control,
+        access,
         tasks,
     })
 }
@@ -167,6 +183,7 @@ fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::res
         signing: core.auth.keys.first().cloned(),
         default_tenant: core.default_tenant.clone(),
         metrics_need_key: settings.api.metrics_require_key,
+        access_tokens: core.auth.access_tokens.clone(),
     }
 }
 

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchyard_core::access::{self, AccessToken, Cidr};
 use switchyard_core::config::{Grant, PublishableKey, Quota};
 use switchyard_core::token::{Algorithm, Permissions, SigningKey};
 use switchyard_core::{Config, Dialect};
@@ -222,6 +223,13 @@ pub struct Auth {
     pub keys: Vec<KeySettings>,
     /// Publishable keys.
     pub publishable_keys: Vec<PublishableSettings>,
+    /// Where access tokens issued over REST (`POST /v1/access-tokens`) are kept, as
+    /// JSON holding each secret's SHA-256 only; replaced atomically on every change.
+    /// Empty: REST-issued tokens live in memory and are gone after a restart.
+    pub access_token_file: String,
+    /// Access tokens written into the config (`switchyard access-token new` prints
+    /// the block).
+    pub access_tokens: Vec<AccessTokenSettings>,
 }
 
 impl Default for Auth {
@@ -233,7 +241,65 @@ impl Default for Auth {
             auth_timeout_ms: 10_000,
             keys: Vec::new(),
             publishable_keys: Vec::new(),
+            access_token_file: String::new(),
+            access_tokens: Vec::new(),
         }
+    }
+}
+
+/// One access token in the config: `AT_<id>_<secret>`, held as the secret's SHA-256.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokenSettings {
+    /// The token's id.
+    pub id: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    /// Allowed tenants; the first is the connection's own. Empty: the default tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Patterns it may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Patterns it may subscribe to.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Permissions (default: publish, subscribe, presence).
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+    /// Client networks allowed (`10.0.0.0/8`); empty: any.
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    /// Browser origins allowed (exact); empty: any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Expiry, unix seconds.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+impl AccessTokenSettings {
+    /// The core's view of this token.
+    pub fn to_core(&self) -> Result<AccessToken, SettingsError> {
+        let invalid =
+            |what: String| SettingsError::Invalid(format!("access token {}: {what}", self.id));
+        let hash = access::from_hex(&self.secret_sha256)
+            .ok_or_else(|| invalid("secret_sha256 must be 64 hex digits".into()))?;
+        let mut t = AccessToken::new(&self.id, hash);
+        t.tenants = self.tenants.clone();
+        t.publish = self.publish.clone();
+        t.subscribe = self.subscribe.clone();
+        if let Some(p) = &self.permissions {
+            t.permissions = parse_permissions(p)?;
+        }
+        t.allowed_ips = self
+            .allowed_ips
+            .iter()
+            .map(|n| n.parse::<Cidr>().map_err(invalid))
+            .collect::<Result<_, _>>()?;
+        t.allowed_origins = self.allowed_origins.clone();
+        t.expires_at = self.expires_at;
+        Ok(t)
     }
 }
 
@@ -492,6 +558,11 @@ impl Settings {
                 })
             })
             .collect::<Result<_, SettingsError>>()?;
+        c.auth.access_tokens = a
+            .access_tokens
+            .iter()
+            .map(AccessTokenSettings::to_core)
+            .collect::<Result<_, _>>()?;
         Ok(c)
     }
 
@@ -633,6 +704,7 @@ anonymous = false            # true: connections without credentials get every p
 leeway_secs = 5
 require_exp = true
 auth_timeout_ms = 10000
+access_token_file = ""       # where REST-issued access tokens (AT_…) persist, hashed; "" = memory only
 
 [[auth.keys]]
 kid = "{kid}"
@@ -645,6 +717,16 @@ algorithm = "HS256"
 # key = "pk_live_example"
 # channels = ["public/*"]
 # permissions = ["subscribe"]
+
+# [[auth.access_tokens]]     # fastpubsub-style AT_<id>_<secret>; `switchyard access-token new` prints one
+# id = "k7f3a9c2e1d04b58"
+# secret_sha256 = "<64 hex digits>"
+# tenants = ["acme"]         # the first is the connection's own; requests may name the others
+# publish = ["updates/*"]
+# subscribe = ["updates/**"]
+# allowed_ips = ["10.0.0.0/8"]
+# allowed_origins = ["https://app.example.com"]
+# expires_at = 1767225600    # unix seconds
 
 [limits]
 max_frame_bytes = 65536

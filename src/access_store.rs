@@ -1,0 +1,449 @@
+//! Access tokens issued over REST (fastpubsub's admin-issued `AT_<id>_<secret>`): minting
+//! with the system CSPRNG, a JSON file holding each secret's SHA-256 (never the
+//! secret), replaced atomically on every change, and the `/v1/access-tokens` routes.
+//!
+//! The hub only ever sees the table (`Hub::set_access_tokens`); revoking a token there
+//! closes its live connections with 4001.
+//!
+//! The file is written to a fresh temporary file in the same directory, fsynced,
+//! renamed over the old one and the directory fsynced: a crash leaves the old file or
+//! the new one, never half of either.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchyard_core::access::{self, AccessToken, Cidr};
+use switchyard_core::token::Permissions;
+
+use crate::rest::{Api, ApiError, ApiResult, driver_gone, parse, unauthorized};
+
+/// The store, shared by the REST handlers and reloads; the lock is held across the
+/// hub call so that the hub always ends up with the latest table.
+pub type Shared = Arc<tokio::sync::Mutex<AccessStore>>;
+
+/// The file's format version.
+const VERSION: u32 = 1;
+
+/// One issued token as the file keeps it: everything but the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Record {
+    /// The public id.
+    pub id: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    /// Allowed tenants; the first is the connection's own.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Patterns it may publish to.
+    #[serde(default)]
+    pub publish_channels: Vec<String>,
+    /// Patterns it may subscribe to.
+    #[serde(default)]
+    pub subscribe_channels: Vec<String>,
+    /// Permission names.
+    pub permissions: Vec<String>,
+    /// Client networks allowed; empty: any.
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    /// Browser origins allowed; empty: any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Expiry, unix seconds.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// When it was issued, unix seconds.
+    pub created_at: u64,
+    /// When it was revoked, unix seconds (revoked tokens stay listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+    /// A note for operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Record {
+    /// The core's view of the token.
+    pub fn to_core(&self) -> Result<AccessToken, String> {
+        let hash = access::from_hex(&self.secret_sha256)
+            .ok_or_else(|| format!("token {}: bad secretSha256", self.id))?;
+        let mut t = AccessToken::new(&self.id, hash);
+        t.tenants = self.tenants.clone();
+        t.publish = self.publish_channels.clone();
+        t.subscribe = self.subscribe_channels.clone();
+        t.permissions = self
+            .permissions
+            .iter()
+            .try_fold(Permissions::NONE, |acc, n| {
+                Permissions::from_name(n)
+                    .map(|p| acc | p)
+                    .ok_or_else(|| format!("unknown permission {n:?}"))
+            })?;
+        t.allowed_ips = self
+            .allowed_ips
+            .iter()
+            .map(|n| n.parse::<Cidr>())
+            .collect::<Result<_, _>>()?;
+        t.allowed_origins = self.allowed_origins.clone();
+        t.expires_at = self.expires_at;
+        t.revoked = self.revoked_at.is_some();
+        Ok(t)
+    }
+
+    /// What the API shows: no secret, no hash.
+    pub fn public(&self) -> Value {
+        json!({
+            "id": self.id,
+            "tenants": self.tenants,
+            "publishChannels": self.publish_channels,
+            "subscribeChannels": self.subscribe_channels,
+            "permissions": self.permissions,
+            "allowedIps": self.allowed_ips,
+            "allowedOrigins": self.allowed_origins,
+            "expiresAt": self.expires_at,
+            "createdAt": self.created_at,
+            "revoked": self.revoked_at.is_some(),
+            "revokedAt": self.revoked_at,
+            "description": self.description,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileBody {
+    version: u32,
+    tokens: Vec<Record>,
+}
+
+/// Why the store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file cannot be read or written.
+    #[error("access token file {path}: {error}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// The file is not ours, or holds an invalid token.
+    #[error("access token file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// REST-issued access tokens, and where they are kept.
+#[derive(Debug, Default)]
+pub struct AccessStore {
+    path: Option<PathBuf>,
+    records: Vec<Record>,
+}
+
+impl AccessStore {
+    /// Opens the store at `path` (empty: memory only). A missing file is an empty
+    /// store; an unreadable or invalid one is an error (the server refuses to start
+    /// rather than forget tokens).
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        if path.is_empty() {
+            return Ok(Self::default());
+        }
+        let path = PathBuf::from(path);
+        let shown = path.display().to_string();
+        let records = match fs::read(&path) {
+            Ok(bytes) => {
+                let body: FileBody =
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Invalid {
+                        path: shown.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if body.version != VERSION {
+                    return Err(StoreError::Invalid {
+                        path: shown,
+                        reason: format!("unknown version {}", body.version),
+                    });
+                }
+                for r in &body.tokens {
+                    r.to_core().map_err(|reason| StoreError::Invalid {
+                        path: shown.clone(),
+                        reason,
+                    })?;
+                }
+                body.tokens
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(StoreError::Io { path: shown, error }),
+        };
+        Ok(Self {
+            path: Some(path),
+            records,
+        })
+    }
+
+    /// Every stored token, revoked ones included, as the core takes them.
+    pub fn tokens(&self) -> Vec<AccessToken> {
+        self.records
+            .iter()
+            .filter_map(|r| r.to_core().ok())
+            .collect()
+    }
+
+    /// The stored records.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Writes the records: temp file in the same directory, fsync, rename, fsync the
+    /// directory. Memory-only stores write nothing.
+    fn save(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let io = |error| StoreError::Io {
+            path: path.display().to_string(),
+            error,
+        };
+        let body = serde_json::to_vec_pretty(&FileBody {
+            version: VERSION,
+            tokens: self.records.clone(),
+        })
+        .expect("records serialise");
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map_or_else(|| "access-tokens".into(), |n| n.to_string_lossy());
+        let tmp = dir.join(format!(".{name}.{}.tmp", random_hex(8)));
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&body)?;
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(io)
+    }
+}
+
+/// `n` random bytes as lowercase hex, from the system CSPRNG (aws-lc-rs).
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh token: its id, and the full `AT_<id>_<secret>` shown once.
+pub fn mint() -> (String, String) {
+    let id = random_hex(8);
+    let token = format!("{}{id}_{}", access::PREFIX, random_hex(32));
+    (id, token)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// `POST /v1/access-tokens`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    tenants: Vec<String>,
+    /// Fills both lists, like a JWT's `channels`.
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    publish_channels: Vec<String>,
+    #[serde(default)]
+    subscribe_channels: Vec<String>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<u64>,
+    #[serde(default)]
+    ttl: Option<u64>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "invalid_message", message)
+}
+
+/// The table the hub should hold: the config's tokens, then the store's.
+fn table(api: &Api, store: &AccessStore) -> Vec<AccessToken> {
+    let mut tokens = api.settings().access_tokens.clone();
+    tokens.extend(store.tokens());
+    tokens
+}
+
+/// Hands `tokens` to the hub; `Ok(closed connections)` or the hub's refusal.
+async fn apply(api: &Api, tokens: Vec<AccessToken>) -> Result<Result<usize, String>, ApiError> {
+    api.driver
+        .call(move |hub, now| {
+            hub.set_access_tokens(now, tokens)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|_| driver_gone())
+}
+
+fn store_failed(e: &StoreError) -> ApiError {
+    tracing::error!(error = %e, "could not persist access tokens");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the access token file could not be written".into(),
+    )
+}
+
+pub(crate) async fn create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let key = api.key(&headers).ok_or_else(unauthorized)?;
+    let body: CreateBody = parse(&body)?;
+    let mut tenants = body.tenants;
+    if let Some(bound) = &key.tenant {
+        if tenants.iter().any(|t| t != bound) {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                "tenant_not_allowed",
+                "this API key is bound to another tenant".into(),
+            ));
+        }
+        if tenants.is_empty() {
+            tenants.push(bound.clone());
+        }
+    }
+    let now = unix_now();
+    let expires_at = match (body.expires_at, body.ttl) {
+        (Some(_), Some(_)) => return Err(bad_request("give expiresAt or ttl, not both".into())),
+        (at, ttl) => at.or(ttl.map(|t| now.saturating_add(t))),
+    };
+    let mut publish = body.channels.clone();
+    publish.extend(body.publish_channels);
+    let mut subscribe = body.channels;
+    subscribe.extend(body.subscribe_channels);
+    let (id, token) = mint();
+    let record = Record {
+        secret_sha256: access::to_hex(&access::hash_secret(
+            access::parse(&token).expect("minted tokens parse").1,
+        )),
+        id,
+        tenants,
+        publish_channels: publish,
+        subscribe_channels: subscribe,
+        permissions: body
+            .permissions
+            .unwrap_or_else(|| vec!["publish".into(), "subscribe".into(), "presence".into()]),
+        allowed_ips: body.allowed_ips,
+        allowed_origins: body.allowed_origins,
+        expires_at,
+        created_at: now,
+        revoked_at: None,
+        description: body.description,
+    };
+    record.to_core().map_err(bad_request)?;
+    let mut store = api.access.lock().await;
+    let mut tokens = table(&api, &store);
+    tokens.push(record.to_core().map_err(bad_request)?);
+    apply(&api, tokens).await?.map_err(bad_request)?;
+    store.records.push(record.clone());
+    if let Err(e) = store.save() {
+        store.records.pop();
+        let tokens = table(&api, &store);
+        let _ = apply(&api, tokens).await;
+        return Err(store_failed(&e));
+    }
+    tracing::info!(id = %record.id, tenants = ?record.tenants, "access token issued");
+    let mut shown = record.public();
+    shown["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+/// Whether a key bound to `bound` (or to no tenant) may see and revoke `record`.
+fn visible(bound: Option<&String>, record: &Record) -> bool {
+    bound.is_none_or(|b| !record.tenants.is_empty() && record.tenants.iter().all(|t| t == b))
+}
+
+pub(crate) async fn list(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    let key = api.key(&headers).ok_or_else(unauthorized)?;
+    let store = api.access.lock().await;
+    let tokens: Vec<Value> = store
+        .records
+        .iter()
+        .filter(|r| visible(key.tenant.as_ref(), r))
+        .map(Record::public)
+        .collect();
+    Ok(Json(json!({"tokens": tokens})).into_response())
+}
+
+pub(crate) async fn revoke(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult {
+    let key = api.key(&headers).ok_or_else(unauthorized)?;
+    let mut store = api.access.lock().await;
+    let Some(i) = store
+        .records
+        .iter()
+        .position(|r| r.id == id && visible(key.tenant.as_ref(), r))
+    else {
+        let configured = api.settings().access_tokens.iter().any(|t| t.id == id);
+        return Err(if configured && key.tenant.is_none() {
+            ApiError(
+                StatusCode::CONFLICT,
+                "configured_token",
+                "this token is in the config file: remove it there and reload".into(),
+            )
+        } else {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such access token".into(),
+            )
+        });
+    };
+    if store.records[i].revoked_at.is_none() {
+        store.records[i].revoked_at = Some(unix_now());
+        if let Err(e) = store.save() {
+            store.records[i].revoked_at = None;
+            return Err(store_failed(&e));
+        }
+    }
+    let tokens = table(&api, &store);
+    let closed = apply(&api, tokens)
+        .await?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    tracing::info!(%id, closed, "access token revoked");
+    Ok(Json(json!({"id": id, "revoked": true, "disconnected": closed})).into_response())
+}
