@@ -143,7 +143,34 @@ fn requests_name_allowed_tenants_and_wildcards_work_per_tenant() {
         "at",
         serde_json::json!({"type":"subscribe","tenant":"globex","channel":"in/x","requestId":"1"}),
     );
-    assert_eq!(out[0], ack("1"));
+    assert_eq!(
+        out,
+        [
+            ack("1"),
+            r#"{"type":"presence","tenant":"globex","channel":"in/x","joined":[],"left":[],"count":1,"snapshot":true}"#.to_owned()
+        ],
+        "presence from another tenant names it too"
+    );
+    t.send(
+        "g",
+        r#"{"type":"subscribe","channel":"in/x","requestId":"g"}"#,
+    );
+    assert_eq!(
+        t.take("at"),
+        [
+            r#"{"type":"presence","tenant":"globex","channel":"in/x","joined":[{"peerId":"g","metadata":{}}],"left":[],"count":2}"#
+        ]
+    );
+    assert_eq!(
+        t.take("g"),
+        [
+            ack("g"),
+            format!(
+                r#"{{"type":"presence","channel":"in/x","joined":[{{"peerId":"{at_peer}","metadata":{{}}}}],"left":[],"count":2,"snapshot":true}}"#
+            )
+        ],
+        "globex's own peer sees the visitor as any member"
+    );
     assert_eq!(
         ask(
             &mut t,
@@ -420,4 +447,42 @@ fn an_access_token_expiring_while_connected_closes_4002() {
     assert_eq!(t.transcript(), Vec::<String>::new());
     t.advance(Duration::from_secs(10));
     assert_eq!(t.transcript(), ["at closed 4002 token expired"]);
+}
+
+/// rtc-signaller peers carry the token in their announce; the room must be in the
+/// subscribe list, and room messages in the publish list. Even on a server without
+/// signing keys, an `AT_…` announce token is checked rather than stripped.
+#[test]
+fn an_rtc_signaller_announce_may_carry_an_access_token() {
+    let mut config = Config::default();
+    config.auth.access_tokens = vec![t1()];
+    let mut t = TestHub::with_config(config);
+    t.connect("rtc", Dialect::Signaller);
+    let announce = |room: &str| {
+        format!(
+            r#"/announce|rtc|{{"id":"rtc","room":"{room}","token":"{}"}}"#,
+            at("t1")
+        )
+    };
+    t.send("rtc", &announce("out/r"));
+    assert_eq!(
+        t.take("rtc"),
+        [r#"/error|{"code":"channel_not_authorized","message":"room not in your grants"}"#]
+    );
+    t.send("rtc", &announce("in/r"));
+    assert_eq!(t.take("rtc"), [r#"/roominfo|{"memberCount":1}"#]);
+    t.send("rtc", "/chat|rtc|hi");
+    assert_eq!(
+        t.take("rtc"),
+        [r#"/error|{"code":"channel_not_authorized","message":"room not in your publish grants"}"#]
+    );
+    t.send(
+        "rtc",
+        &format!(
+            r#"/announce|rtc|{{"id":"rtc","room":"in/r","token":"AT_t1_{}"}}"#,
+            "x".repeat(32)
+        ),
+    );
+    let out = t.take("rtc");
+    assert!(out[0].contains(r#""code":"invalid_token""#), "{out:?}");
 }

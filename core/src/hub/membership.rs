@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::fanout::Frames;
 use super::{Departure, Event, Hub, Member, Output, Presence};
-use crate::ids::{ChannelId, ConnId, PeerId};
+use crate::ids::{ChannelId, ConnId, PeerId, TenantId};
 use crate::wire::{Dialect, json, signaller};
 
 /// Presence metadata, shared by every frame that shows it.
@@ -150,8 +150,9 @@ impl Hub {
     /// presence cap.
     pub(super) fn send_snapshot(&mut self, conn: ConnId, channel: ChannelId) {
         let ch = &self.channels[&channel];
-        let me = &ch.members[&conn].peer;
-        let frame = snapshot_frame(ch, me, self.config.limits.presence_cap);
+        let member = &ch.members[&conn];
+        let frame = snapshot_frame(ch, &member.peer, self.config.limits.presence_cap);
+        let frame = tagged(frame, member.foreign, &ch.tenant);
         self.send(conn, frame);
     }
 
@@ -167,11 +168,12 @@ impl Hub {
                 continue;
             };
             let count = ch.peers.len();
-            let recipients: Vec<(ConnId, PeerId)> = ch
+            let tenant = ch.tenant.clone();
+            let recipients: Vec<(ConnId, PeerId, bool)> = ch
                 .members
                 .iter()
                 .filter(|(_, m)| m.presence)
-                .map(|(c, m)| (*c, m.peer.clone()))
+                .map(|(c, m)| (*c, m.peer.clone(), m.foreign))
                 .collect();
             if count > cap {
                 if !ch.over_cap {
@@ -184,7 +186,9 @@ impl Hub {
                         count,
                         truncated: true,
                     });
-                    for (conn, _) in recipients {
+                    let foreign = tagged(frame.clone(), true, &tenant);
+                    for (conn, _, is_foreign) in recipients {
+                        let frame = if is_foreign { &foreign } else { &frame };
                         self.out.push_back(Output::Send {
                             conn,
                             frame: frame.clone(),
@@ -198,7 +202,9 @@ impl Hub {
                 let ch = &self.channels[&channel];
                 let frames: Vec<_> = recipients
                     .into_iter()
-                    .map(|(conn, me)| (conn, snapshot_frame(ch, &me, cap)))
+                    .map(|(conn, me, foreign)| {
+                        (conn, tagged(snapshot_frame(ch, &me, cap), foreign, &tenant))
+                    })
                     .collect();
                 for (conn, frame) in frames {
                     self.out.push_back(Output::Send { conn, frame });
@@ -207,9 +213,10 @@ impl Hub {
             }
             let ch = &self.channels[&channel];
             let shared = delta_frame(&ch.name, &changes, None, count);
+            let mut shared_foreign = None;
             let mut own: BTreeMap<PeerId, Bytes> = BTreeMap::new();
             let mut sends = Vec::with_capacity(recipients.len());
-            for (conn, me) in recipients {
+            for (conn, me, foreign) in recipients {
                 let frame = if changes.contains_key(&me) {
                     let f = own
                         .entry(me.clone())
@@ -217,7 +224,11 @@ impl Hub {
                     if f.is_empty() {
                         continue;
                     }
-                    f.clone()
+                    tagged(f.clone(), foreign, &tenant)
+                } else if foreign {
+                    shared_foreign
+                        .get_or_insert_with(|| tagged(shared.clone(), true, &tenant))
+                        .clone()
                 } else {
                     shared.clone()
                 };
@@ -225,6 +236,16 @@ impl Hub {
             }
             self.out.extend(sends);
         }
+    }
+}
+
+/// `frame` naming `tenant` when the recipient is `foreign` to it (see
+/// [`json::with_tenant`]).
+fn tagged(frame: Bytes, foreign: bool, tenant: &TenantId) -> Bytes {
+    if foreign {
+        json::with_tenant(&frame, tenant.as_str())
+    } else {
+        frame
     }
 }
 

@@ -460,9 +460,16 @@ impl Hub {
                     return self.on_unauthenticated(conn, command);
                 }
                 match command {
-                    // Without signing keys a `token` attribute cannot be ours to check
-                    // (rtc-switchboard-style deployments): it is only stripped.
-                    Command::Announce(a) if a.token.is_some() && self.policy.verifier.is_some() => {
+                    // Without signing keys (or, for `AT_…`, access tokens) a `token`
+                    // attribute cannot be ours to check (rtc-switchboard-style
+                    // deployments): it is only stripped.
+                    Command::Announce(a)
+                        if a.token.as_ref().is_some_and(|t| {
+                            self.policy.verifier.is_some()
+                                || (t.0.starts_with(crate::access::PREFIX)
+                                    && !self.policy.access_grants.is_empty())
+                        }) =>
+                    {
                         self.on_announce_with_token(conn, a);
                     }
                     Command::Announce(a) => self.on_announce(conn, a),

@@ -245,20 +245,24 @@ pub(crate) fn error(code: &str, message: &str, request_id: Option<&RequestId>) -
         .finish()
 }
 
-/// A `message` frame with `"tenant":<tenant>` spliced in after its type, for a
-/// recipient outside the channel's tenant (it subscribed there by naming it). Other
+/// A `message` or `presence` frame with `"tenant":<tenant>` spliced in after its
+/// type, for a recipient outside the channel's tenant (it subscribed there by naming
+/// it): the shared encoding is reused, only the small tenant part is added. Other
 /// frames come back as they are.
 pub(crate) fn with_tenant(frame: &Bytes, tenant: &str) -> Bytes {
-    const HEAD: &[u8] = br#"{"type":"message","#;
-    if !frame.starts_with(HEAD) {
+    let head_len = [&br#"{"type":"message","#[..], br#"{"type":"presence","#]
+        .into_iter()
+        .find(|head| frame.starts_with(head))
+        .map(<[u8]>::len);
+    let Some(head_len) = head_len else {
         return frame.clone();
-    }
+    };
     let mut out = Vec::with_capacity(frame.len() + tenant.len() + 12);
-    out.extend_from_slice(HEAD);
+    out.extend_from_slice(&frame[..head_len]);
     out.extend_from_slice(br#""tenant":"#);
     serde_json::to_writer(&mut out, tenant).expect("Vec write");
     out.push(b',');
-    out.extend_from_slice(&frame[HEAD.len()..]);
+    out.extend_from_slice(&frame[head_len..]);
     Bytes::from(out)
 }
 
