@@ -453,6 +453,17 @@ async fn no_token_or_api_key_reaches_the_debug_logs() {
     let config = write_config(&dir);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[[api.keys]]\nid = \"ak_ops\"\nsecret = \"api-secret-never-logged-42\"\n");
+    // An access token from the CLI, pasted into the config as an operator would.
+    let (ok, block, err) = run(&["access-token", "new", "--subscribe", "c"]).await;
+    assert!(ok, "{err}");
+    let access = block
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("the token line")
+        .to_owned();
+    assert!(access.starts_with("AT_"), "{block}");
+    text.push_str(&block);
     std::fs::write(&config, text).unwrap();
     let mut server = serve(&config).await;
     let (by_header, by_protocol, by_query) = (
@@ -485,6 +496,27 @@ async fn no_token_or_api_key_reaches_the_debug_logs() {
     assert!(ws.expect_text("welcome").await.contains("welcome"));
     let mut ws = Ws::connect(server.ws, &format!("/v1?token={by_query}")).await;
     assert!(ws.expect_text("welcome").await.contains("welcome"));
+    // The access token, as a browser offers it (a bare subprotocol entry) and in a header.
+    let (mut ws, _) = Ws::handshake(server.ws, "/v1", Some(&access))
+        .await
+        .unwrap();
+    assert!(ws.expect_text("welcome").await.contains("welcome"));
+    let mut request = format!("ws://{}/v1", server.ws)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {access}").parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(server.ws).await.unwrap();
+    let (inner, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert!(
+        Ws { inner }
+            .expect_text("welcome")
+            .await
+            .contains("welcome")
+    );
     // A REST call with the API key.
     let mut rest = tokio::net::TcpStream::connect(server.ws).await.unwrap();
     rest.write_all(
@@ -520,6 +552,11 @@ async fn no_token_or_api_key_reaches_the_debug_logs() {
     assert!(
         !logged.contains("api-secret-never-logged-42"),
         "the API key reached the logs:\n{logged}"
+    );
+    let access_secret = access.rsplit('_').next().unwrap();
+    assert!(
+        !logged.contains(access_secret),
+        "an access token reached the logs:\n{logged}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
