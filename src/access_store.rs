@@ -116,8 +116,25 @@ impl Record {
             "revoked": self.revoked_at.is_some(),
             "revokedAt": self.revoked_at,
             "description": self.description,
+            "source": "rest",
         })
     }
+}
+
+/// What the API shows of a token from the config file (`source: "config"`).
+fn configured(t: &AccessToken) -> Value {
+    json!({
+        "id": t.id,
+        "tenants": t.tenants,
+        "publishChannels": t.publish,
+        "subscribeChannels": t.subscribe,
+        "permissions": t.permissions.names().collect::<Vec<_>>(),
+        "allowedIps": t.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "allowedOrigins": t.allowed_origins,
+        "expiresAt": t.expires_at,
+        "revoked": t.revoked,
+        "source": "config",
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -396,13 +413,23 @@ fn visible(bound: Option<&String>, record: &Record) -> bool {
 
 pub(crate) async fn list(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     let key = api.key(&headers).ok_or_else(unauthorized)?;
+    let bound = key.tenant.as_ref();
     let store = api.access.lock().await;
-    let tokens: Vec<Value> = store
+    let mut tokens: Vec<Value> = store
         .records
         .iter()
-        .filter(|r| visible(key.tenant.as_ref(), r))
+        .filter(|r| visible(bound, r))
         .map(Record::public)
         .collect();
+    tokens.extend(
+        api.settings()
+            .access_tokens
+            .iter()
+            .filter(|t| {
+                bound.is_none_or(|b| !t.tenants.is_empty() && t.tenants.iter().all(|x| x == b))
+            })
+            .map(configured),
+    );
     Ok(Json(json!({"tokens": tokens})).into_response())
 }
 

@@ -39,7 +39,12 @@ impl Drop for TempDir {
     }
 }
 
+/// The secret of the token written in the config (`AT_cfg1_<this>`).
+const CONFIG_SECRET: &str = "configSecret0123456789configSecret0123";
+
 fn settings(file: &Path) -> Settings {
+    let hash =
+        switchyard_core::access::to_hex(&switchyard_core::access::hash_secret(CONFIG_SECRET));
     let config = format!(
         r#"
 [listen]
@@ -54,6 +59,11 @@ secret = "ops-secret"
 id = "ak_acme"
 secret = "acme-secret"
 tenant = "acme"
+[[auth.access_tokens]]
+id = "cfg1"
+secret_sha256 = "{hash}"
+tenants = ["acme"]
+subscribe = ["c"]
 "#
     );
     Settings::from_toml(&config, std::iter::empty()).expect("test config")
@@ -223,6 +233,8 @@ async fn an_issued_token_works_by_header_and_subprotocol_with_tenants_and_revoca
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["tokens"][0]["id"], id.as_str());
     assert_eq!(listed["tokens"][0]["tenants"], json!(["acme", "globex"]));
+    assert_eq!(listed["tokens"][1]["id"], "cfg1");
+    assert_eq!(listed["tokens"][1]["source"], "config");
     assert!(listed["tokens"][0].get("token").is_none());
     let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
         .unwrap()
@@ -346,6 +358,19 @@ async fn an_ip_restricted_token_is_refused_from_loopback_and_keys_stay_in_their_
             "{body}"
         );
     }
+    // The config's token works, is listed, and is revoked in the config, not here.
+    let mut cfg = bearer(addr, &format!("AT_cfg1_{CONFIG_SECRET}")).await;
+    expect_type(&mut cfg, "welcome", "the config token's welcome").await;
+    let (status, body) = http(
+        addr,
+        "DELETE",
+        "/v1/access-tokens/cfg1",
+        "ak_ops:ops-secret",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("configured_token"), "{body}");
     let (status, error) = issue(addr, "ak_acme:acme-secret", json!({"tenants": ["globex"]})).await;
     assert_eq!(
         (status, error["code"].as_str()),
@@ -362,9 +387,23 @@ async fn an_ip_restricted_token_is_refused_from_loopback_and_keys_stay_in_their_
     )
     .await;
     let listed: Value = serde_json::from_str(&listed).unwrap();
+    let sources: Vec<_> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tenants"].clone(),
+                t["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(
-        listed["tokens"].as_array().unwrap().len(),
-        1,
+        sources,
+        [
+            (json!(["acme"]), "rest".to_owned()),
+            (json!(["acme"]), "config".to_owned())
+        ],
         "only its own tenant's: {listed}"
     );
     let (status, _) = http(addr, "GET", "/v1/access-tokens", "wrong", None).await;
