@@ -146,6 +146,13 @@ impl Admission {
         }
         let Ok(conn) = conn.await else { return };
         tracing::info!(%conn, dialect = dialect.name(), remote = %Remote(remote), "connection opened");
+        // From here on the hub hears of the end even if the wire's code panics or this
+        // future is dropped: the guard reports it on drop unless `report` did.
+        let mut guard = CloseGuard {
+            handle: handle.clone(),
+            conn,
+            armed: true,
+        };
 
         let reading = read_loop(&handle, conn, dialect, reader);
         let writing = write_loop(writer, frames, close, handle.close_timeout());
@@ -153,7 +160,7 @@ impl Admission {
         let end = tokio::select! {
             how = &mut reading => {
                 // Report first: the room's synthetic leave must not wait for our writes.
-                report(&handle, conn, how).await;
+                guard.report(how).await;
                 // Dropping the link ends the writer once it wrote what is queued.
                 let deadline = Instant::now() + handle.close_timeout();
                 if let Ok(End::Hub(order)) = timeout_at(deadline, writing).await {
@@ -168,7 +175,7 @@ impl Admission {
                     _ => Closed::Graceful,
                 };
                 // A no-op for the hub when it ordered the close; reported all the same.
-                report(&handle, conn, how).await;
+                guard.report(how).await;
                 end
             }
         };
@@ -339,10 +346,64 @@ async fn tick(keepalive: Option<&mut tokio::time::Interval>) {
     }
 }
 
-async fn report(handle: &DriverHandle, conn: ConnId, how: Closed) {
-    let _: Result<(), DriverGone> = handle
-        .send(ToDriver::Input(Input::Closed { conn, how }))
-        .await;
+/// Makes sure the hub hears of a connection's end exactly once, however the pump
+/// ends: normally through [`CloseGuard::report`], or on drop when the wire's code
+/// panicked (counted in [`Metrics::connection_panics`](crate::metrics::Metrics)) or the
+/// serving future was dropped. Without it a panicking reader would leave a ghost in
+/// every room: present forever, never given its synthetic leave, and counted against
+/// every connection cap.
+struct CloseGuard {
+    handle: DriverHandle,
+    conn: ConnId,
+    armed: bool,
+}
+
+impl CloseGuard {
+    async fn report(&mut self, how: Closed) {
+        self.armed = false;
+        let input = Input::Closed {
+            conn: self.conn,
+            how,
+        };
+        let _: Result<(), DriverGone> = self.handle.send(ToDriver::Input(input)).await;
+    }
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let conn = self.conn;
+        if std::thread::panicking() {
+            self.handle
+                .metrics()
+                .connection_panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(%conn, "connection task panicked; closing it as a hard close");
+        } else {
+            tracing::debug!(%conn, "connection dropped mid-flight; closing it as a hard close");
+        }
+        let closed = ToDriver::Input(Input::Closed {
+            conn,
+            how: Closed::Hard,
+        });
+        // Drop cannot wait: try the inbox now, and only when it is full hand the send
+        // to a task of its own (the driver may be busy, it is never gone while we hold
+        // a handle).
+        match self.handle.try_send(closed) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(closed)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let handle = self.handle.clone();
+                    runtime.spawn(async move {
+                        let _ = handle.send(closed).await;
+                    });
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
 }
 
 fn log_closed(conn: ConnId, dialect: Dialect, remote: Option<SocketAddr>, end: &End) {

@@ -219,6 +219,11 @@ impl DriverHandle {
     pub(crate) async fn send(&self, msg: ToDriver) -> Result<(), DriverGone> {
         self.inbox.send(msg).await.map_err(|_| DriverGone)
     }
+
+    /// For callers that cannot wait (a drop guard).
+    pub(crate) fn try_send(&self, msg: ToDriver) -> Result<(), TrySendError<ToDriver>> {
+        self.inbox.try_send(msg)
+    }
 }
 
 /// The state of the driver task.
