@@ -24,18 +24,16 @@ pub(crate) struct WsReader<S> {
     pub(crate) window: Duration,
 }
 
-#[async_trait]
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
-    async fn read_frame(&mut self) -> Option<Result<Bytes, ReadError>> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WsReader<S> {
+    /// The next text or binary message, its kind kept; `None` once the peer closed
+    /// (its close frame answered). Pings are answered by tungstenite on the next read.
+    pub(crate) async fn read_message(&mut self) -> Option<Result<Message, ReadError>> {
         loop {
             let Ok(next) = tokio::time::timeout(self.window, self.stream.next()).await else {
                 return Some(Err(ReadError::TimedOut));
             };
             let error = match next? {
-                Ok(Message::Text(text)) => return Some(Ok(Bytes::from(text))),
-                // The dialect decides what bytes mean (the core answers non-UTF-8 with
-                // `invalid_message`).
-                Ok(Message::Binary(bytes)) => return Some(Ok(bytes)),
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => return Some(Ok(message)),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                 Ok(Message::Close(_)) => {
                     // One more read sends tungstenite's queued close reply.
@@ -59,11 +57,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
     }
 }
 
+#[async_trait]
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
+    async fn read_frame(&mut self) -> Option<Result<Bytes, ReadError>> {
+        match self.read_message().await? {
+            Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
+            // The dialect decides what bytes mean (the core answers non-UTF-8 with
+            // `invalid_message`).
+            Ok(message) => Some(Ok(message.into_data())),
+            Err(error) => Some(Err(error)),
+        }
+    }
+}
+
 /// The writing half: frames go out as text messages (binary if not UTF-8), pings keep
 /// the connection alive, and a close is a close frame.
 pub(crate) struct WsWriter<S> {
     pub(crate) sink: SplitSink<WebSocketStream<S>, Message>,
     pub(crate) ping_interval: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WsWriter<S> {
+    /// Writes one message as it is (its kind kept) and flushes.
+    #[cfg_attr(not(feature = "echo"), allow(dead_code))]
+    pub(crate) async fn write_message(&mut self, message: Message) -> io::Result<()> {
+        self.sink.send(message).await.map_err(io::Error::other)
+    }
 }
 
 #[async_trait]
