@@ -82,6 +82,16 @@ pub enum ReadError {
         /// The limit.
         max: usize,
     },
+    /// The peer broke the wire's own protocol (a WebSocket framing rule, invalid UTF-8
+    /// in a text message): the connection is failed with `code` (1002, 1007), which
+    /// the hub orders like any close, so the peer is told why where the wire can say it.
+    #[error("protocol violation ({reason})")]
+    Violation {
+        /// The close code to fail the connection with.
+        code: CloseCode,
+        /// The close reason.
+        reason: &'static str,
+    },
     /// Nothing arrived within the keepalive window: the peer is dead.
     #[error("peer silent past the keepalive window")]
     TimedOut,
@@ -200,6 +210,17 @@ async fn read_loop<R: FrameRead>(
                 conn,
                 error: DecodeError::TooLarge { len, max },
             },
+            Some(Err(ReadError::Violation { code, reason })) => {
+                tracing::debug!(%conn, code = code.0, reason, "protocol violation");
+                let fail =
+                    move |hub: &mut switchyard_core::Hub, now| hub.fail(now, conn, code, reason);
+                if handle.call(fail).await.is_err() {
+                    return Closed::Hard;
+                }
+                // As after an over-long frame: the hub's close ends the connection.
+                tokio::time::sleep(handle.close_timeout()).await;
+                return Closed::Hard;
+            }
             Some(Err(error)) => {
                 tracing::debug!(%conn, %error, "read failed");
                 return Closed::Hard;

@@ -64,6 +64,11 @@ async fn echo(stream: TcpStream, remote: SocketAddr, config: WsConfig, max: usiz
                     .await;
                 return;
             }
+            // What the hub orders for a protocol violation.
+            Some(Err(ReadError::Violation { code, reason })) => {
+                writer.close(code, reason).await;
+                return;
+            }
             // The peer closed (answered already), failed or went silent: as for a
             // hub connection, the socket is dropped.
             Some(Err(_)) | None => return,

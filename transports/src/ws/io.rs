@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use switchyard_core::CloseCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
@@ -50,6 +50,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WsReader<S> {
                     }))
                 }
                 WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+                // The peer vanished: nobody is left to tell.
+                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                    Some(Err(ReadError::Io(io::ErrorKind::ConnectionReset.into())))
+                }
+                // Fail the connection with the code RFC 6455 asks for (section 7.4.1).
+                WsError::Protocol(_) => Some(Err(ReadError::Violation {
+                    code: CloseCode::PROTOCOL_ERROR,
+                    reason: "protocol error",
+                })),
+                WsError::Utf8(_) => Some(Err(ReadError::Violation {
+                    code: CloseCode::INVALID_PAYLOAD,
+                    reason: "text message is not UTF-8",
+                })),
                 WsError::Io(error) => Some(Err(ReadError::Io(error))),
                 other => Some(Err(ReadError::Io(io::Error::other(other)))),
             };
