@@ -166,8 +166,8 @@ mod fragile {
     use switchyard::transports::{FrameRead, FrameWrite, ReadError};
     use tokio::sync::mpsc;
 
-    pub struct Reader(pub mpsc::UnboundedReceiver<&'static str>);
-    pub struct Writer(pub mpsc::UnboundedSender<String>);
+    pub(crate) struct Reader(pub(crate) mpsc::UnboundedReceiver<&'static str>);
+    pub(crate) struct Writer(pub(crate) mpsc::UnboundedSender<String>);
 
     #[async_trait]
     impl FrameRead for Reader {

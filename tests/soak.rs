@@ -285,7 +285,8 @@ impl LineWrite for tokio::net::tcp::OwnedWriteHalf {
 
 impl LineWrite for quinn::SendStream {
     fn reset(&mut self) {
-        let _ = quinn::SendStream::reset(self, quinn::VarInt::from_u32(0));
+        // The inherent `SendStream::reset`, not this trait method.
+        let _ = Self::reset(self, quinn::VarInt::from_u32(0));
     }
 }
 
@@ -921,7 +922,7 @@ fn profile(rng: &mut Rng, slot: usize) -> (Wire, Lang, usize, bool) {
     };
     // A third of the clients stay connected throughout: they are the observers whose
     // view is checked.
-    (wire, lang, slot % ROOMS, slot % 3 == 0)
+    (wire, lang, slot % ROOMS, slot.is_multiple_of(3))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

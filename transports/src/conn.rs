@@ -405,25 +405,7 @@ impl Drop for CloseGuard {
         } else {
             tracing::debug!(%conn, "connection dropped mid-flight; closing it as a hard close");
         }
-        let closed = ToDriver::Input(Input::Closed {
-            conn,
-            how: Closed::Hard,
-        });
-        // Drop cannot wait: try the inbox now, and only when it is full hand the send
-        // to a task of its own (the driver may be busy, it is never gone while we hold
-        // a handle).
-        match self.handle.try_send(closed) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(closed)) => {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    let handle = self.handle.clone();
-                    runtime.spawn(async move {
-                        let _ = handle.send(closed).await;
-                    });
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        self.handle.closed_without_waiting(conn);
     }
 }
 
