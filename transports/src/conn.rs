@@ -381,12 +381,13 @@ struct CloseGuard {
 
 impl CloseGuard {
     async fn report(&mut self, how: Closed) {
-        self.armed = false;
         let input = Input::Closed {
             conn: self.conn,
             how,
         };
         let _: Result<(), DriverGone> = self.handle.send(ToDriver::Input(input)).await;
+        // Disarmed only once sent: dropped mid-send, the guard still reports.
+        self.armed = false;
     }
 }
 
