@@ -427,7 +427,7 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
             })
             .collect(),
     );
-    let scalars: [(&str, &str, &str, u64); 10] = [
+    let scalars: [(&str, &str, &str, u64); 11] = [
         (
             "unauthenticated_connections",
             "gauge",
@@ -487,6 +487,12 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
             "counter",
             "Frames for connections already gone.",
             load(&m.dropped_for_closed),
+        ),
+        (
+            "connection_panics_total",
+            "counter",
+            "Connection tasks that panicked (each still closed in the hub).",
+            load(&m.connection_panics),
         ),
     ];
     for (name, kind, help, value) in scalars {

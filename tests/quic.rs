@@ -33,10 +33,14 @@ struct Server {
 }
 
 async fn start(setup: Setup) -> Server {
-    let server = setup.start().await;
-    let identity = TlsIdentity::self_signed(&quic::DEV_NAMES).expect("dev certificate");
     let mut config = QuicConfig::default();
     config.idle_timeout = IDLE;
+    start_with(setup, config).await
+}
+
+async fn start_with(setup: Setup, config: QuicConfig) -> Server {
+    let server = setup.start().await;
+    let identity = TlsIdentity::self_signed(&quic::DEV_NAMES).expect("dev certificate");
     let endpoint =
         quic::bind("127.0.0.1:0".parse().expect("addr"), &identity, &config).expect("bind quic");
     let quic_addr = endpoint.local_addr().expect("quic addr");
@@ -534,4 +538,87 @@ async fn a_quic_client_that_never_reads_is_closed_with_application_code_4013() {
         }
         other => panic!("expected an application close with 4013, got {other}"),
     }
+}
+
+/// Waits (bounded) until `slot_free` says what is wanted of the driver's only slot.
+async fn until_slot(driver: &switchyard::transports::DriverHandle, free: bool, what: &str) {
+    let wait = async {
+        while driver.admit().is_some() != free {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test]
+async fn a_quic_client_that_stalls_its_handshake_or_opens_no_stream_is_dropped_at_the_handshake_timeout()
+ {
+    let mut setup = Setup::default();
+    // One slot: a stalled client holds it until the handshake timeout frees it.
+    setup.driver.max_connections = 1;
+    let driver_setup = setup.start().await;
+    let driver = driver_setup.driver.clone();
+    let identity = TlsIdentity::self_signed(&quic::DEV_NAMES).expect("dev certificate");
+    let mut config = QuicConfig::default();
+    // Far longer than the test: only the handshake timeout can drop these clients.
+    config.idle_timeout = Duration::from_secs(60);
+    config.handshake_timeout = Duration::from_millis(500);
+    let endpoint =
+        quic::bind("127.0.0.1:0".parse().expect("addr"), &identity, &config).expect("bind quic");
+    let quic_addr = endpoint.local_addr().expect("quic addr");
+    tokio::spawn(quic::serve(endpoint, driver.clone(), config));
+    let roots = [identity.certificate().clone()];
+
+    // The handshake completes, but no stream ever comes: closed with 1008.
+    let client = quic::client_config(&roots, Dialect::Json).expect("client config");
+    let (_endpoint, streamless) = handshake(quic_addr, client)
+        .await
+        .expect("the handshake completes");
+    let closed = tokio::time::timeout(WAIT, streamless.closed())
+        .await
+        .expect("a client without a stream was never dropped");
+    match closed {
+        ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 1008);
+            assert_eq!(&close.reason[..], b"expected a bidirectional stream");
+        }
+        other => panic!("expected 1008, got {other}"),
+    }
+    until_slot(&driver, true, "the streamless client's slot").await;
+
+    // The handshake never finishes: the server hears the client's Initial packets
+    // through a one-way relay, but the client never hears back.
+    let front = UdpSocket::bind("127.0.0.1:0").await.expect("relay front");
+    let back = UdpSocket::bind("127.0.0.1:0").await.expect("relay back");
+    back.connect(quic_addr).await.expect("relay connect");
+    let relay_addr = front.local_addr().expect("relay addr");
+    let relay = tokio::spawn(async move {
+        let mut buf = vec![0; 65_536];
+        while let Ok((n, _)) = front.recv_from(&mut buf).await {
+            let _ = back.send(&buf[..n]).await;
+        }
+    });
+    let mut stalled_endpoint =
+        Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    stalled_endpoint.set_default_client_config(
+        quic::client_config(&roots, Dialect::Json).expect("client config"),
+    );
+    let stalled = stalled_endpoint
+        .connect(relay_addr, "localhost")
+        .expect("connect");
+    until_slot(&driver, false, "the stalled handshake to take the slot").await;
+    until_slot(&driver, true, "the stalled handshake to be dropped").await;
+
+    // The slot serves a well-behaved client again.
+    let server = Server {
+        ws: driver_setup.ws,
+        quic: quic_addr,
+        certificate: roots[0].clone(),
+    };
+    let mut peer = Quic::connect(&server, Dialect::Json).await;
+    quic_welcome(&mut peer).await;
+    relay.abort();
+    drop(stalled);
 }

@@ -403,3 +403,30 @@ async fn a_foreign_browser_origin_is_refused_403_before_the_upgrade() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_protocol_violation_is_failed_with_1002_or_1007_and_the_room_gets_the_leave() {
+    let server = Setup::default().start().await;
+    let mut watcher = Ws::connect(server.ws, "/").await;
+    join(&mut watcher, "watcher", "r").await;
+    let bad_utf8 = Frame::message(vec![0xce, 0xba, 0xff], OpCode::Data(Data::Text), true);
+    let reserved_opcode = Frame::message(vec![1, 2], OpCode::Data(Data::Reserved(3)), true);
+    for (id, frame, close) in [
+        ("utf8", bad_utf8, (1007, "text message is not UTF-8")),
+        ("opcode", reserved_opcode, (1002, "protocol error")),
+    ] {
+        let mut peer = Ws::connect(server.ws, "/").await;
+        join(&mut peer, id, "r").await;
+        assert_eq!(watcher.expect_text("the announce").await, announce(id, "r"));
+        peer.inner
+            .send(Message::Frame(frame))
+            .await
+            .expect("send the bad frame");
+        assert_eq!(
+            peer.expect_close("the failed connection's close").await,
+            (close.0, close.1.to_owned()),
+            "{id}"
+        );
+        assert_eq!(watcher.expect_text("the leave").await, leave(id));
+    }
+}

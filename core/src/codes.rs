@@ -12,6 +12,10 @@ impl CloseCode {
     pub const NORMAL: Self = Self(1000);
     /// Server shutting down or peer going away.
     pub const GOING_AWAY: Self = Self(1001);
+    /// The peer broke the wire's protocol (a WebSocket framing rule).
+    pub const PROTOCOL_ERROR: Self = Self(1002);
+    /// A text message that is not UTF-8 (WebSocket).
+    pub const INVALID_PAYLOAD: Self = Self(1007);
     /// Policy violation (binary frames on a text dialect, for instance).
     pub const POLICY: Self = Self(1008);
     /// A frame over the configured maximum size.
@@ -42,6 +46,8 @@ impl CloseCode {
         match self.0 {
             1000 => "normal",
             1001 => "going_away",
+            1002 => "protocol_error",
+            1007 => "invalid_payload",
             1008 => "policy",
             1009 => "message_too_big",
             1011 => "internal",

@@ -82,6 +82,16 @@ pub enum ReadError {
         /// The limit.
         max: usize,
     },
+    /// The peer broke the wire's own protocol (a WebSocket framing rule, invalid UTF-8
+    /// in a text message): the connection is failed with `code` (1002, 1007), which
+    /// the hub orders like any close, so the peer is told why where the wire can say it.
+    #[error("protocol violation ({reason})")]
+    Violation {
+        /// The close code to fail the connection with.
+        code: CloseCode,
+        /// The close reason.
+        reason: &'static str,
+    },
     /// Nothing arrived within the keepalive window: the peer is dead.
     #[error("peer silent past the keepalive window")]
     TimedOut,
@@ -146,6 +156,13 @@ impl Admission {
         }
         let Ok(conn) = conn.await else { return };
         tracing::info!(%conn, dialect = dialect.name(), remote = %Remote(remote), "connection opened");
+        // From here on the hub hears of the end even if the wire's code panics or this
+        // future is dropped: the guard reports it on drop unless `report` did.
+        let mut guard = CloseGuard {
+            handle: handle.clone(),
+            conn,
+            armed: true,
+        };
 
         let reading = read_loop(&handle, conn, dialect, reader);
         let writing = write_loop(writer, frames, close, handle.close_timeout());
@@ -153,7 +170,7 @@ impl Admission {
         let end = tokio::select! {
             how = &mut reading => {
                 // Report first: the room's synthetic leave must not wait for our writes.
-                report(&handle, conn, how).await;
+                guard.report(how).await;
                 // Dropping the link ends the writer once it wrote what is queued.
                 let deadline = Instant::now() + handle.close_timeout();
                 if let Ok(End::Hub(order)) = timeout_at(deadline, writing).await {
@@ -168,7 +185,7 @@ impl Admission {
                     _ => Closed::Graceful,
                 };
                 // A no-op for the hub when it ordered the close; reported all the same.
-                report(&handle, conn, how).await;
+                guard.report(how).await;
                 end
             }
         };
@@ -193,6 +210,17 @@ async fn read_loop<R: FrameRead>(
                 conn,
                 error: DecodeError::TooLarge { len, max },
             },
+            Some(Err(ReadError::Violation { code, reason })) => {
+                tracing::debug!(%conn, code = code.0, reason, "protocol violation");
+                let fail =
+                    move |hub: &mut switchyard_core::Hub, now| hub.fail(now, conn, code, reason);
+                if handle.call(fail).await.is_err() {
+                    return Closed::Hard;
+                }
+                // As after an over-long frame: the hub's close ends the connection.
+                tokio::time::sleep(handle.close_timeout()).await;
+                return Closed::Hard;
+            }
             Some(Err(error)) => {
                 tracing::debug!(%conn, %error, "read failed");
                 return Closed::Hard;
@@ -339,10 +367,47 @@ async fn tick(keepalive: Option<&mut tokio::time::Interval>) {
     }
 }
 
-async fn report(handle: &DriverHandle, conn: ConnId, how: Closed) {
-    let _: Result<(), DriverGone> = handle
-        .send(ToDriver::Input(Input::Closed { conn, how }))
-        .await;
+/// Makes sure the hub hears of a connection's end exactly once, however the pump
+/// ends: normally through [`CloseGuard::report`], or on drop when the wire's code
+/// panicked (counted in [`Metrics::connection_panics`](crate::metrics::Metrics)) or the
+/// serving future was dropped. Without it a panicking reader would leave a ghost in
+/// every room: present forever, never given its synthetic leave, and counted against
+/// every connection cap.
+struct CloseGuard {
+    handle: DriverHandle,
+    conn: ConnId,
+    armed: bool,
+}
+
+impl CloseGuard {
+    async fn report(&mut self, how: Closed) {
+        let input = Input::Closed {
+            conn: self.conn,
+            how,
+        };
+        let _: Result<(), DriverGone> = self.handle.send(ToDriver::Input(input)).await;
+        // Disarmed only once sent: dropped mid-send, the guard still reports.
+        self.armed = false;
+    }
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let conn = self.conn;
+        if std::thread::panicking() {
+            self.handle
+                .metrics()
+                .connection_panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(%conn, "connection task panicked; closing it as a hard close");
+        } else {
+            tracing::debug!(%conn, "connection dropped mid-flight; closing it as a hard close");
+        }
+        self.handle.closed_without_waiting(conn);
+    }
 }
 
 fn log_closed(conn: ConnId, dialect: Dialect, remote: Option<SocketAddr>, end: &End) {

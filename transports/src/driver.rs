@@ -219,6 +219,27 @@ impl DriverHandle {
     pub(crate) async fn send(&self, msg: ToDriver) -> Result<(), DriverGone> {
         self.inbox.send(msg).await.map_err(|_| DriverGone)
     }
+
+    /// Reports `conn` closed hard without waiting, for a drop guard: at once when the
+    /// inbox has room, else from a task of its own (the driver may be busy; it is
+    /// never gone while a handle exists).
+    pub(crate) fn closed_without_waiting(&self, conn: ConnId) {
+        let closed = ToDriver::Input(Input::Closed {
+            conn,
+            how: switchyard_core::Closed::Hard,
+        });
+        match self.inbox.try_send(closed) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(closed)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let inbox = self.inbox.clone();
+                    runtime.spawn(async move {
+                        let _ = inbox.send(closed).await;
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// The state of the driver task.

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub opened: AtomicU64,
     /// Frames for a connection whose pump was already gone.
     pub dropped_for_closed: AtomicU64,
+    /// Connection tasks that panicked (in a wire's reader or writer). Each one was
+    /// still reported to the hub as a hard close.
+    pub connection_panics: AtomicU64,
     /// Gauge: messages waiting in the driver's inbox.
     pub inbox_depth: AtomicI64,
     labelled: Mutex<Labelled>,

@@ -121,6 +121,22 @@ impl Hub {
         conns.len()
     }
 
+    /// Closes one connection with `code` on a transport's behalf (a WebSocket peer
+    /// that broke the framing rules is failed with 1002 or 1007): like a close the
+    /// hub decides itself, with the synthetic leave and the presence changes sent at
+    /// once.
+    pub fn fail(
+        &mut self,
+        now: std::time::Instant,
+        conn: crate::ConnId,
+        code: CloseCode,
+        reason: &'static str,
+    ) {
+        self.tick(now);
+        self.close(conn, code, reason);
+        self.finish_tick();
+    }
+
     /// The peers present in `channel` of `tenant` and their presence metadata, by id.
     pub fn presence(&self, tenant: &str, channel: &str) -> Vec<(PeerId, Arc<Map<String, Value>>)> {
         let Some(ch) = self.channel_id(&TenantId::new(tenant), channel) else {

@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use switchyard_core::CloseCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
@@ -24,18 +24,16 @@ pub(crate) struct WsReader<S> {
     pub(crate) window: Duration,
 }
 
-#[async_trait]
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
-    async fn read_frame(&mut self) -> Option<Result<Bytes, ReadError>> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WsReader<S> {
+    /// The next text or binary message, its kind kept; `None` once the peer closed
+    /// (its close frame answered). Pings are answered by tungstenite on the next read.
+    pub(crate) async fn read_message(&mut self) -> Option<Result<Message, ReadError>> {
         loop {
             let Ok(next) = tokio::time::timeout(self.window, self.stream.next()).await else {
                 return Some(Err(ReadError::TimedOut));
             };
             let error = match next? {
-                Ok(Message::Text(text)) => return Some(Ok(Bytes::from(text))),
-                // The dialect decides what bytes mean (the core answers non-UTF-8 with
-                // `invalid_message`).
-                Ok(Message::Binary(bytes)) => return Some(Ok(bytes)),
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => return Some(Ok(message)),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                 Ok(Message::Close(_)) => {
                     // One more read sends tungstenite's queued close reply.
@@ -52,9 +50,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
                     }))
                 }
                 WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+                // The peer vanished: nobody is left to tell.
+                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                    Some(Err(ReadError::Io(io::ErrorKind::ConnectionReset.into())))
+                }
+                // Fail the connection with the code RFC 6455 asks for (section 7.4.1).
+                WsError::Protocol(_) => Some(Err(ReadError::Violation {
+                    code: CloseCode::PROTOCOL_ERROR,
+                    reason: "protocol error",
+                })),
+                WsError::Utf8(_) => Some(Err(ReadError::Violation {
+                    code: CloseCode::INVALID_PAYLOAD,
+                    reason: "text message is not UTF-8",
+                })),
                 WsError::Io(error) => Some(Err(ReadError::Io(error))),
                 other => Some(Err(ReadError::Io(io::Error::other(other)))),
             };
+        }
+    }
+}
+
+#[async_trait]
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
+    async fn read_frame(&mut self) -> Option<Result<Bytes, ReadError>> {
+        match self.read_message().await? {
+            Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
+            // The dialect decides what bytes mean (the core answers non-UTF-8 with
+            // `invalid_message`).
+            Ok(message) => Some(Ok(message.into_data())),
+            Err(error) => Some(Err(error)),
         }
     }
 }
@@ -64,6 +88,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsReader<S> {
 pub(crate) struct WsWriter<S> {
     pub(crate) sink: SplitSink<WebSocketStream<S>, Message>,
     pub(crate) ping_interval: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WsWriter<S> {
+    /// Writes one message as it is (its kind kept) and flushes.
+    #[cfg_attr(not(feature = "echo"), allow(dead_code))]
+    pub(crate) async fn write_message(&mut self, message: Message) -> io::Result<()> {
+        self.sink.send(message).await.map_err(io::Error::other)
+    }
 }
 
 #[async_trait]

@@ -35,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::rustls::ServerConfig;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -43,6 +44,8 @@ use crate::accept::Acceptor;
 use crate::conn::reject_over_capacity;
 use crate::driver::DriverHandle;
 
+#[cfg(feature = "echo")]
+pub mod echo;
 pub mod handshake;
 mod io;
 mod rewind;
@@ -158,10 +161,6 @@ async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle,
 
 /// Reads the request head (when plain HTTP has somewhere to go), then hands the
 /// connection, head replayed, to the fallback or to the WebSocket upgrade.
-#[allow(
-    clippy::result_large_err,
-    reason = "the upgrade callback's signature is tungstenite's"
-)]
 async fn upgrade_or_fallback<S: HttpIo>(
     mut stream: S,
     remote: SocketAddr,
@@ -184,33 +183,18 @@ async fn upgrade_or_fallback<S: HttpIo>(
     // Taken before the upgrade; over the cap the upgrade still completes, so that a
     // browser can read the 4010.
     let admission = driver.admit();
-    let max = driver.max_frame_bytes();
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer_size)
-        .write_buffer_size(config.write_buffer_size)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    let mut negotiated = None;
-    let callback = |request: &Request, response: Response| {
-        on_request(&config, request, response, &mut negotiated)
+    let Some((ws, negotiated)) =
+        upgrade(stream, remote, &config, driver.max_frame_bytes(), deadline).await
+    else {
+        return;
     };
-    let upgrade =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
-    let ws = match timeout_at(deadline, upgrade).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => return tracing::debug!(%remote, %error, "websocket upgrade failed"),
-        Err(_) => return tracing::debug!(%remote, "websocket upgrade timed out"),
-    };
-    let Some(Negotiated {
+    let Negotiated {
         dialect,
         credentials,
         forwarded_for,
         origin,
         ..
-    }) = negotiated
-    else {
-        return; // unreachable in practice: a completed upgrade went through the callback
-    };
+    } = negotiated;
     let remote = handshake::client_addr(remote, forwarded_for.as_deref(), &config.trusted_proxies);
     let (sink, stream) = ws.split();
     let writer = WsWriter {
@@ -230,6 +214,54 @@ async fn upgrade_or_fallback<S: HttpIo>(
     open.origin = origin;
     let _counted = driver.metrics().track("ws");
     admission.serve(reader, writer, open).await;
+}
+
+/// tungstenite's settings for one connection: small buffers, and no message or frame
+/// over `max` bytes ever assembled (refused with 1009 instead).
+fn websocket_config(config: &WsConfig, max: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(config.write_buffer_size)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// The upgrade every route goes through, by `deadline`: the origin check, the
+/// negotiation ([`on_request`]) and tungstenite sized by [`websocket_config`]. `None`
+/// when it failed, was refused or timed out (logged here).
+#[allow(
+    clippy::result_large_err,
+    reason = "the upgrade callback's signature is tungstenite's"
+)]
+async fn upgrade<S: HttpIo>(
+    stream: Rewind<S>,
+    remote: SocketAddr,
+    config: &WsConfig,
+    max: usize,
+    deadline: Instant,
+) -> Option<(WebSocketStream<Rewind<S>>, Negotiated)> {
+    let mut negotiated = None;
+    let callback = |request: &Request, response: Response| {
+        on_request(config, request, response, &mut negotiated)
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(websocket_config(config, max)),
+    );
+    let ws = match timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "websocket upgrade failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "websocket upgrade timed out");
+            return None;
+        }
+    };
+    // Always set in practice: a completed upgrade went through the callback.
+    negotiated.map(|n| (ws, n))
 }
 
 /// `Upgrade: websocket` among the head's header lines (names and values compared
