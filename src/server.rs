@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use switchyard_transports::quic::{self, TlsIdentity};
+use switchyard_transports::quic::{self, CertResolver, TlsIdentity};
 use switchyard_transports::{DriverHandle, driver, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
@@ -33,17 +33,45 @@ pub struct Running {
     pub driver: DriverHandle,
     control: crate::rest::Shared,
     access: crate::access_store::Shared,
+    /// The certificates read from files, which a reload reads again; `None` for
+    /// plain listeners and for the QUIC dev certificate.
+    ws_certificate: Option<Arc<CertResolver>>,
+    quic_certificate_files: Option<Arc<CertResolver>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Applies a new config without a restart: signing keys, publishable keys,
-    /// anonymous access, limits and API keys. Connections whose credentials are gone
-    /// are closed with 4001; the rest keep going. Listener addresses, TLS and driver
-    /// sizes need a restart. Returns how many connections were closed; on an invalid
-    /// config nothing changes.
+    /// anonymous access, limits, API keys, and the TLS certificates read from files
+    /// (`[tls]` and `[quic]` `cert_file`/`key_file`, read again, so a renewed
+    /// certificate reaches new connections; established ones keep theirs).
+    /// Connections whose credentials are gone are closed with 4001; the rest keep
+    /// going. Listener addresses, turning TLS on or off, and driver sizes need a
+    /// restart. Returns how many connections were closed; on an invalid config or an
+    /// unusable certificate nothing changes.
     pub async fn reload(&self, settings: &Settings) -> Result<usize, Box<dyn std::error::Error>> {
         settings.validate()?;
+        let ws_identity = match &self.ws_certificate {
+            Some(_) if settings.tls.enabled() => Some(TlsIdentity::from_pem_files(
+                settings.tls.cert_file.as_ref(),
+                settings.tls.key_file.as_ref(),
+            )?),
+            _ => None,
+        };
+        let quic_identity = match &self.quic_certificate_files {
+            Some(_) if !settings.quic.cert_file.is_empty() => Some(TlsIdentity::from_pem_files(
+                settings.quic.cert_file.as_ref(),
+                settings.quic.key_file.as_ref(),
+            )?),
+            _ => None,
+        };
+        // Check that each key fits its certificate before anything changes.
+        for identity in ws_identity.iter().chain(&quic_identity) {
+            CertResolver::new(identity)?;
+        }
+        if self.ws_certificate.is_some() != settings.tls.enabled() {
+            tracing::warn!("turning [tls] on or off needs a restart; the listener keeps its mode");
+        }
         let mut core = settings.core_config()?;
         let next = reloadable(settings, &core);
         // Held until the hub has the table, so that a concurrent REST change cannot
@@ -60,6 +88,15 @@ impl Running {
             .control
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        for (resolver, identity, listener) in [
+            (&self.ws_certificate, ws_identity, "WebSocket/HTTP"),
+            (&self.quic_certificate_files, quic_identity, "QUIC"),
+        ] {
+            if let (Some(resolver), Some(identity)) = (resolver, identity) {
+                resolver.replace(&identity)?;
+                tracing::info!(sha256 = %identity.fingerprint(), "{listener} TLS certificate reloaded");
+            }
+        }
         Ok(closed)
     }
 
@@ -121,11 +158,15 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     let access = Arc::new(tokio::sync::Mutex::new(store));
     let driver = driver::start(core, settings.driver_config())?;
     let mut tasks = Vec::new();
+    let (mut ws_certificate, mut quic_certificate_files) = (None, None);
     let ws_addr = match bind(&settings.listen.ws)? {
         Some(listener) => {
             let addr = listener.local_addr()?;
             let mut ws_config = settings.ws_config()?;
-            ws_config.tls = ws_tls(settings)?;
+            if let Some((resolver, tls)) = ws_tls(settings)? {
+                ws_certificate = Some(resolver);
+                ws_config.tls = Some(tls);
+            }
             let scheme = if ws_config.tls.is_some() { "wss" } else { "ws" };
             tracing::info!(%addr, "WebSocket listening on {scheme}://{addr} (REST and /metrics on the same port)");
             ws_config.http = Some(crate::rest::http_fallback(
@@ -154,8 +195,12 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     let (quic_addr, quic_certificate) = match parse_addr(&settings.listen.quic)? {
         Some(addr) => {
             let identity = quic_identity(settings)?;
+            let resolver = CertResolver::new(&identity)?;
+            if !settings.quic.cert_file.is_empty() {
+                quic_certificate_files = Some(Arc::clone(&resolver));
+            }
             let config = settings.quic_config();
-            let endpoint = quic::bind(addr, &identity, &config)?;
+            let endpoint = quic::bind_with(addr, &resolver, &config)?;
             let addr = endpoint.local_addr()?;
             tracing::info!(%addr, "QUIC listening (ALPN switchyard-json | switchyard-rtc-signaller)");
             tasks.push(tokio::spawn(quic::serve(endpoint, driver.clone(), config)));
@@ -172,6 +217,8 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         driver,
         control,
         access,
+        ws_certificate,
+        quic_certificate_files,
         tasks,
     })
 }
@@ -187,17 +234,20 @@ fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::res
     }
 }
 
-/// The WebSocket/HTTP listener's TLS from `[tls] cert_file`/`key_file`; `None`: plain.
-fn ws_tls(
-    settings: &Settings,
-) -> Result<Option<Arc<ws::ServerConfig>>, Box<dyn std::error::Error>> {
+/// The WebSocket/HTTP listener's TLS from `[tls] cert_file`/`key_file` (the resolver a
+/// reload replaces the certificate in, and the rustls config); `None`: plain.
+type WsTls = (Arc<CertResolver>, Arc<ws::ServerConfig>);
+
+fn ws_tls(settings: &Settings) -> Result<Option<WsTls>, Box<dyn std::error::Error>> {
     let t = &settings.tls;
     if !t.enabled() {
         return Ok(None);
     }
     let identity = TlsIdentity::from_pem_files(t.cert_file.as_ref(), t.key_file.as_ref())?;
     tracing::info!(sha256 = %identity.fingerprint(), "WebSocket/HTTP TLS certificate loaded");
-    Ok(Some(identity.rustls_server_config(&ws::ALPN)?))
+    let resolver = CertResolver::new(&identity)?;
+    let config = resolver.rustls_server_config(&ws::ALPN)?;
+    Ok(Some((resolver, config)))
 }
 
 /// The QUIC certificate from `[quic] cert_file`/`key_file`, or a fresh self-signed one

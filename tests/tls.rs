@@ -12,6 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use switchyard::server::{self, Running};
 use switchyard::settings::Settings;
+use switchyard::transports::quic::{self, quinn};
+use switchyard_core::Dialect;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -36,25 +38,34 @@ impl CertFiles {
         let dir =
             std::env::temp_dir().join(format!("switchyard-tls-test-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let generated =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .expect("a certificate");
-        let der = generated.cert.der().clone();
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
-        let key_pem = pem::encode(&pem::Pem::new(
-            "PRIVATE KEY",
-            generated.signing_key.serialize_der(),
-        ));
-        std::fs::write(&cert, cert_pem).expect("write the certificate");
-        std::fs::write(&key, key_pem).expect("write the key");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let der = Self::write_new(&cert, &key);
         Self {
             dir,
             cert,
             key,
             der,
         }
+    }
+
+    /// A renewed certificate (new key too) in the same files, as certbot leaves them.
+    fn renew(&mut self) {
+        self.der = Self::write_new(&self.cert, &self.key);
+    }
+
+    fn write_new(cert: &std::path::Path, key: &std::path::Path) -> CertificateDer<'static> {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("a certificate");
+        let der = generated.cert.der().clone();
+        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+        let key_pem = pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            generated.signing_key.serialize_der(),
+        ));
+        std::fs::write(cert, cert_pem).expect("write the certificate");
+        std::fs::write(key, key_pem).expect("write the key");
+        der
     }
 
     /// A config with `[tls]` pointing at these files, plus `extra` TOML.
@@ -66,20 +77,20 @@ impl CertFiles {
             self.key.display().to_string(),
         )
     }
+}
 
-    /// A client that trusts only this certificate and offers `http/1.1`.
-    fn connector(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).expect("a usable root");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        TlsConnector::from(Arc::new(config))
-    }
+/// A client that trusts only `root` and offers `http/1.1`.
+fn connector_trusting(root: &CertificateDer<'static>) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots.add(root.clone()).expect("a usable root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
 }
 
 impl Drop for CertFiles {
@@ -97,9 +108,16 @@ async fn start(toml: &str, env: Vec<(String, String)>) -> (Running, SocketAddr) 
 }
 
 async fn tls_connect(certs: &CertFiles, addr: SocketAddr) -> TlsStream<TcpStream> {
+    tls_connect_trusting(&certs.der, addr).await
+}
+
+async fn tls_connect_trusting(
+    root: &CertificateDer<'static>,
+    addr: SocketAddr,
+) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.expect("tcp connect");
     let name = ServerName::try_from("localhost").expect("a server name");
-    let tls = tokio::time::timeout(WAIT, certs.connector().connect(name, tcp))
+    let tls = tokio::time::timeout(WAIT, connector_trusting(root).connect(name, tcp))
         .await
         .expect("tls handshake timed out")
         .expect("tls handshake");
@@ -205,6 +223,100 @@ async fn wss_peers_get_their_welcome_and_exchange_a_publish() {
     assert_eq!(message["type"], "message", "{message}");
     assert_eq!(message["from"], alice_id.as_str());
     assert_eq!(message["data"]["n"], 1);
+}
+
+/// The certificate the server presented on `tls`.
+fn presented(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .expect("a server certificate")[0]
+        .clone()
+}
+
+/// A QUIC handshake with a client that trusts only `root`; the server's certificate.
+async fn quic_handshake(
+    addr: SocketAddr,
+    root: &CertificateDer<'static>,
+) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let client = quic::client_config(std::slice::from_ref(root), Dialect::Json).expect("client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("an address"))
+        .expect("a client endpoint");
+    endpoint.set_default_client_config(client);
+    let connecting = endpoint.connect(addr, "localhost").expect("connect");
+    match tokio::time::timeout(WAIT, connecting).await {
+        Ok(Ok(connection)) => Ok((endpoint, connection)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => panic!("the QUIC handshake neither finished nor failed in {WAIT:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reload_rotates_the_certificates_for_new_connections_and_keeps_established_ones() {
+    let mut certs = CertFiles::new("rotate");
+    let toml = certs
+        .config(&format!(
+            "[quic]\ncert_file = {:?}\nkey_file = {:?}\n",
+            certs.cert.display().to_string(),
+            certs.key.display().to_string(),
+        ))
+        .replacen("[listen]\n", "[listen]\nquic = \"127.0.0.1:0\"\n", 1);
+    let settings = Settings::from_toml(&toml, std::iter::empty()).expect("test settings");
+    let (running, addr) = start(&toml, Vec::new()).await;
+    let quic_addr = running.quic_addr.expect("a QUIC listener");
+    let first = certs.der.clone();
+    assert_eq!(presented(&tls_connect(&certs, addr).await), first);
+    let (_endpoint, early_quic) = quic_handshake(quic_addr, &first).await.expect("first cert");
+
+    let mut early = wss(&certs, addr, "/v1").await;
+    assert_eq!(expect_json(&mut early, "welcome").await["type"], "welcome");
+
+    certs.renew();
+    assert_ne!(certs.der, first);
+    running.reload(&settings).await.expect("the reload");
+
+    // New connections get the renewed certificate on both listeners (these clients
+    // trust only the new one); a client that trusts only the old one is refused.
+    assert_eq!(presented(&tls_connect(&certs, addr).await), certs.der);
+    quic_handshake(quic_addr, &certs.der)
+        .await
+        .expect("the renewed certificate over QUIC");
+    let refused = quic_handshake(quic_addr, &first).await;
+    assert!(
+        refused.is_err(),
+        "the old certificate is no longer presented"
+    );
+
+    // Established connections carry on with the certificate they started with.
+    send(
+        &mut early,
+        r#"{"type":"subscribe","channel":"room","requestId":"s"}"#,
+    )
+    .await;
+    assert_eq!(
+        expect_json(&mut early, "ack after the reload").await["type"],
+        "ack"
+    );
+    assert!(
+        early_quic.close_reason().is_none(),
+        "the QUIC connection is still up"
+    );
+
+    // A key that does not belong to the certificate: the reload fails and nothing
+    // changes.
+    let renewed = certs.der.clone();
+    let stale_key = std::fs::read(&certs.key).expect("read the key");
+    certs.renew();
+    std::fs::write(&certs.key, stale_key).expect("write the old key");
+    let error = running
+        .reload(&settings)
+        .await
+        .expect_err("a mismatched pair");
+    assert!(!error.to_string().is_empty());
+    assert_eq!(
+        presented(&tls_connect_trusting(&renewed, addr).await),
+        renewed
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,6 @@ mod accept;
 
 pub use conn::{FrameRead, FrameWrite, ReadError};
 pub use driver::{Admission, DriverConfig, DriverGone, DriverHandle};
-pub use quic::{QuicConfig, TlsIdentity};
+pub use quic::{CertResolver, QuicConfig, TlsIdentity};
 pub use tcp::{LineDialect, TcpConfig};
 pub use ws::{HttpFallback, WsConfig};

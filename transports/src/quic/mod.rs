@@ -46,7 +46,7 @@ mod stream;
 mod tls;
 
 pub use quinn;
-pub use tls::{DEV_NAMES, TlsIdentity, alpn, client_config};
+pub use tls::{CertResolver, DEV_NAMES, TlsIdentity, alpn, client_config};
 
 use stream::{QuicReader, QuicWriter, close_connection};
 
@@ -101,7 +101,20 @@ pub fn server_config(
     identity: &TlsIdentity,
     config: &QuicConfig,
 ) -> Result<quinn::ServerConfig, QuicError> {
-    let crypto = identity.server_crypto()?;
+    server_config_with(&CertResolver::new(identity)?, config)
+}
+
+/// As [`server_config`], presenting whatever `certificate` holds at each handshake, so
+/// [`CertResolver::replace`] rotates the certificate without a restart.
+///
+/// # Errors
+///
+/// The idle timeout is out of QUIC's range.
+pub fn server_config_with(
+    certificate: &Arc<CertResolver>,
+    config: &QuicConfig,
+) -> Result<quinn::ServerConfig, QuicError> {
+    let crypto = certificate.server_crypto()?;
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
         .map_err(|_| QuicError::Config(format!("idle timeout {:?}", config.idle_timeout)))?;
     let mut transport = TransportConfig::default();
@@ -128,7 +141,23 @@ pub fn bind(
     identity: &TlsIdentity,
     config: &QuicConfig,
 ) -> Result<Endpoint, QuicError> {
-    Ok(Endpoint::server(server_config(identity, config)?, addr)?)
+    bind_with(addr, &CertResolver::new(identity)?, config)
+}
+
+/// As [`bind`], presenting whatever `certificate` holds at each handshake.
+///
+/// # Errors
+///
+/// See [`server_config_with`]; or the socket cannot be bound.
+pub fn bind_with(
+    addr: SocketAddr,
+    certificate: &Arc<CertResolver>,
+    config: &QuicConfig,
+) -> Result<Endpoint, QuicError> {
+    Ok(Endpoint::server(
+        server_config_with(certificate, config)?,
+        addr,
+    )?)
 }
 
 /// Accepts QUIC connections on `endpoint` and serves each on its own task, until the

@@ -3,12 +3,14 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::rustls::crypto::CryptoProvider;
 use quinn::rustls::pki_types::pem::PemObject;
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use quinn::rustls::server::{ClientHello, ResolvesServerCert};
+use quinn::rustls::sign::CertifiedKey;
 use quinn::rustls::{self, RootCertStore};
 use switchyard_core::Dialect;
 
@@ -107,7 +109,8 @@ impl TlsIdentity {
 
     /// A rustls server config for TCP listeners (the WebSocket/HTTP port) presenting
     /// this identity, on aws-lc-rs, offering the ALPN names `alpn` (`[b"http/1.1"]`
-    /// there; empty: no ALPN). QUIC builds its own (one ALPN name per dialect).
+    /// there; empty: no ALPN). QUIC builds its own (one ALPN name per dialect). To
+    /// replace the certificate later without a restart, use [`CertResolver`].
     ///
     /// # Errors
     ///
@@ -116,23 +119,92 @@ impl TlsIdentity {
         &self,
         alpn: &[&[u8]],
     ) -> Result<Arc<rustls::ServerConfig>, QuicError> {
+        CertResolver::new(self)?.rustls_server_config(alpn)
+    }
+
+    /// The certificate and its parsed key, checked to belong together.
+    fn certified_key(&self) -> Result<Arc<CertifiedKey>, QuicError> {
+        let key = CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider())?;
+        Ok(Arc::new(key))
+    }
+}
+
+/// The certificate a TLS listener presents, replaceable while it runs: rustls asks for
+/// the current one on every handshake, so a renewed certificate (a SIGHUP after
+/// certbot ran) reaches new connections while established ones keep theirs.
+///
+/// One resolver can serve several listeners; [`CertResolver::rustls_server_config`]
+/// builds the TCP side and [`server_config_with`](super::server_config_with) the QUIC
+/// side.
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertResolver").finish_non_exhaustive() // never the key
+    }
+}
+
+impl CertResolver {
+    /// A resolver presenting `identity` until [`CertResolver::replace`].
+    ///
+    /// # Errors
+    ///
+    /// The key cannot be parsed, or does not belong to the certificate.
+    pub fn new(identity: &TlsIdentity) -> Result<Arc<Self>, QuicError> {
+        Ok(Arc::new(Self {
+            current: RwLock::new(identity.certified_key()?),
+        }))
+    }
+
+    /// Presents `identity` from the next handshake on. On an error the old
+    /// certificate stays.
+    ///
+    /// # Errors
+    ///
+    /// As [`CertResolver::new`].
+    pub fn replace(&self, identity: &TlsIdentity) -> Result<(), QuicError> {
+        let next = identity.certified_key()?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
+    }
+
+    /// A rustls server config for TCP listeners presenting whatever this resolver
+    /// holds, offering the ALPN names `alpn`.
+    ///
+    /// # Errors
+    ///
+    /// rustls refused the protocol versions (never, with aws-lc-rs).
+    pub fn rustls_server_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ServerConfig>, QuicError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         tls.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
         Ok(Arc::new(tls))
     }
 
     /// The rustls server side for QUIC: TLS 1.3 only, one ALPN name per dialect.
-    pub(super) fn server_crypto(&self) -> Result<QuicServerConfig, QuicError> {
+    pub(super) fn server_crypto(self: &Arc<Self>) -> Result<QuicServerConfig, QuicError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         tls.alpn_protocols = Dialect::ALL.into_iter().map(alpn).collect();
         QuicServerConfig::try_from(tls)
             .map_err(|e| QuicError::Tls(rustls::Error::General(e.to_string())))
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 }
 
@@ -200,7 +272,32 @@ mod tests {
         assert_eq!(&parsed, dev.certificate());
         let fingerprint = dev.fingerprint();
         assert_eq!(fingerprint.len(), 32 * 3 - 1, "{fingerprint}");
-        assert!(dev.server_crypto().is_ok());
+        let resolver = CertResolver::new(&dev).expect("the key fits");
+        assert!(resolver.server_crypto().is_ok());
         assert!(client_config(std::slice::from_ref(dev.certificate()), Dialect::Json).is_ok());
+    }
+
+    #[test]
+    fn a_resolver_refuses_a_key_of_another_certificate_and_keeps_the_old_one() {
+        let first = TlsIdentity::self_signed(&DEV_NAMES).expect("dev certificate");
+        let second = TlsIdentity::self_signed(&DEV_NAMES).expect("dev certificate");
+        let resolver = CertResolver::new(&first).expect("the key fits");
+        let current = || resolver.current.read().expect("not poisoned").cert[0].clone();
+        assert_eq!(&current(), first.certificate());
+
+        let mismatched = TlsIdentity {
+            chain: second.chain.clone(),
+            key: first.key.clone_key(),
+        };
+        assert!(CertResolver::new(&mismatched).is_err());
+        assert!(resolver.replace(&mismatched).is_err());
+        assert_eq!(
+            &current(),
+            first.certificate(),
+            "a failed replace keeps the old one"
+        );
+
+        resolver.replace(&second).expect("a matching pair");
+        assert_eq!(&current(), second.certificate());
     }
 }
