@@ -422,11 +422,14 @@ impl Hub {
         }
         if let Some(exp) = grants.expires_at {
             let unix = self.unix_ms(self.now);
-            let at = instant_at_unix(
-                self.now,
-                unix,
-                exp.saturating_add(self.config.auth.leeway_secs),
-            );
+            // A JWT's `exp` comes from another machine's clock: it gets the leeway, as
+            // at verification. An access token's expiry is this server's own: exact,
+            // as at connect.
+            let leeway = match grants.origin {
+                Origin::Token(_) => self.config.auth.leeway_secs,
+                _ => 0,
+            };
+            let at = instant_at_unix(self.now, unix, exp.saturating_add(leeway));
             self.arm(conn, at, Timer::TokenExpiry(conn));
         }
         self.event(Event::Authenticated {
