@@ -109,6 +109,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// The connection is already authenticated.
     AlreadyAuthenticated,
+    /// The connection already holds this subscription (The Broadcaster; the JSON
+    /// dialect treats a repeated subscribe as a no-op).
+    AlreadySubscribed,
 }
 
 impl ErrorCode {
@@ -134,6 +137,7 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::AlreadyAuthenticated => "already_authenticated",
+            Self::AlreadySubscribed => "already_subscribed",
         }
     }
 }

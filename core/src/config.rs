@@ -106,6 +106,10 @@ pub struct AuthConfig {
     pub anonymous: Option<Grant>,
     /// How long a connection without credentials has to authenticate in-band.
     pub auth_timeout: Duration,
+    /// The `aud` every token of a Broadcaster connection must name (The Broadcaster
+    /// issues its client tokens for `"broadcaster"`); `None` checks only what the
+    /// signing key itself requires.
+    pub broadcaster_audience: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -120,6 +124,7 @@ impl Default for AuthConfig {
             publishable_keys: Vec::new(),
             anonymous: Some(Grant::everything()),
             auth_timeout: Duration::from_secs(10),
+            broadcaster_audience: Some("broadcaster".into()),
         }
     }
 }

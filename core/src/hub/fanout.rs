@@ -5,17 +5,33 @@ use bytes::Bytes;
 use super::{Hub, Output};
 use crate::ids::{ChannelId, ConnId, TenantId};
 use crate::wire::Dialect;
+use crate::wire::broadcaster::Push;
 
 const SLOTS: usize = 2 * Dialect::ALL.len();
+
+/// One message as encoded for one dialect.
+#[derive(Clone, Debug)]
+pub(super) enum Frame {
+    /// The same bytes for every recipient.
+    Shared(Bytes),
+    /// A Broadcaster push: shared bytes around each subscription's own `seq`.
+    Sequenced(Push),
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Self {
+        Self::Shared(bytes)
+    }
+}
 
 /// One lazily encoded frame per dialect and flavour (with or without the sender's
 /// metadata). `None` inside means "nothing for that flavour".
 pub(super) struct Frames<F> {
-    slots: [Option<Option<Bytes>>; SLOTS],
+    slots: [Option<Option<Frame>>; SLOTS],
     encode: F,
 }
 
-impl<F: FnMut(Dialect, bool) -> Option<Bytes>> Frames<F> {
+impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
     pub(super) fn new(encode: F) -> Self {
         Self {
             slots: Default::default(),
@@ -25,16 +41,16 @@ impl<F: FnMut(Dialect, bool) -> Option<Bytes>> Frames<F> {
 
     /// The frame for `dialect` (`with_meta`: the sender's metadata included),
     /// encoding it on first use only.
-    pub(super) fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<Bytes> {
+    pub(super) fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<&Frame> {
         let slot = &mut self.slots[dialect.index() * 2 + usize::from(with_meta)];
         slot.get_or_insert_with(|| (self.encode)(dialect, with_meta))
-            .clone()
+            .as_ref()
     }
 }
 
 impl Hub {
     /// Sends to every member connection of `channel` except `except`. Returns how
-    /// many sends were queued.
+    /// many sends were queued. A Broadcaster member's subscription counts the push.
     pub(super) fn fan_out<F>(
         &mut self,
         channel: ChannelId,
@@ -42,19 +58,25 @@ impl Hub {
         frames: &mut Frames<F>,
     ) -> usize
     where
-        F: FnMut(Dialect, bool) -> Option<Bytes>,
+        F: FnMut(Dialect, bool) -> Option<Frame>,
     {
-        let Some(ch) = self.channels.get(&channel) else {
+        let Some(ch) = self.channels.get_mut(&channel) else {
             return 0;
         };
         let before = self.out.len();
-        for (&conn, member) in &ch.members {
+        for (&conn, member) in &mut ch.members {
             if Some(conn) == except {
                 continue;
             }
-            if let Some(frame) = frames.get(member.dialect, member.include_meta) {
-                self.out.push_back(Output::Send { conn, frame });
-            }
+            let frame = match frames.get(member.dialect, member.include_meta) {
+                None => continue,
+                Some(Frame::Shared(frame)) => frame.clone(),
+                Some(Frame::Sequenced(push)) => {
+                    member.seq += 1;
+                    push.with_seq(member.seq)
+                }
+            };
+            self.out.push_back(Output::Send { conn, frame });
         }
         self.out.len() - before
     }
@@ -70,7 +92,7 @@ impl Hub {
         frames: &mut Frames<F>,
     ) -> usize
     where
-        F: FnMut(Dialect, bool) -> Option<Bytes>,
+        F: FnMut(Dialect, bool) -> Option<Frame>,
     {
         let channel = self.channel_id(tenant, name);
         let mut sent = channel.map_or(0, |ch| self.fan_out(ch, except, frames));
@@ -95,8 +117,13 @@ impl Hub {
         }
         for (conn, with_meta) in recipients {
             let dialect = self.conns[&conn].dialect;
-            if let Some(frame) = frames.get(dialect, with_meta) {
-                self.out.push_back(Output::Send { conn, frame });
+            // Broadcaster connections hold no wildcard subscriptions (refused at
+            // subscribe), so a sequenced frame never goes to a pattern.
+            if let Some(Frame::Shared(frame)) = frames.get(dialect, with_meta) {
+                self.out.push_back(Output::Send {
+                    conn,
+                    frame: frame.clone(),
+                });
                 sent += 1;
             }
         }

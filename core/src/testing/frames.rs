@@ -87,6 +87,7 @@ pub(crate) fn parse(dialect: Dialect, frame: &Bytes) -> Seen {
     match dialect {
         Dialect::Signaller => parse_signaller(frame),
         Dialect::Json => parse_json(frame),
+        Dialect::Broadcaster => unreachable!("the model opens no Broadcaster connections yet"),
     }
 }
 

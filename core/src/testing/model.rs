@@ -953,6 +953,7 @@ impl Run {
             Command::Publish(_) => "accepted publish",
             Command::Send(_) => "accepted send",
             Command::Auth(_) => "accepted auth",
+            Command::Ping(_) => "accepted ping",
         });
         let pending = matches!(self.conns[idx].auth, Auth::Pending { .. });
         if pending {
@@ -993,6 +994,7 @@ impl Run {
         let tenant = c.tenant.clone();
         match cmd {
             Command::Auth(_) => self.fail("a second auth was accepted"),
+            Command::Ping(_) => self.fail("ping decoded in a dialect without it"),
             Command::Announce(a) => self.announce(idx, a, fx),
             Command::Leave(l) => {
                 let room = c.room.clone();

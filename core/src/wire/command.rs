@@ -1,4 +1,4 @@
-//! Dialect-neutral commands: what a JSON (or, later, Broadcaster) frame asks of the hub.
+//! Dialect-neutral commands: what a JSON or Broadcaster frame asks of the hub.
 
 use bytes::Bytes;
 
@@ -55,6 +55,9 @@ pub struct Publish {
     pub data: Bytes,
     /// Echoed in the `ack` or `error`.
     pub request_id: Option<RequestId>,
+    /// The Broadcaster's `event` name (`None` from dialects without one; such
+    /// messages reach Broadcaster subscribers as event `message`).
+    pub event: Option<String>,
 }
 
 /// `send`: a direct message to a peer anywhere in the sender's tenant.
@@ -73,6 +76,13 @@ pub struct Send {
 pub struct Auth {
     /// The JWT (never printed by `Debug`).
     pub token: Secret,
+    /// Echoed in the answer.
+    pub request_id: Option<RequestId>,
+}
+
+/// `ping`: a keepalive the server answers with its time (The Broadcaster).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ping {
     /// Echoed in the answer.
     pub request_id: Option<RequestId>,
 }
