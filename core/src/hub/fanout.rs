@@ -1,6 +1,6 @@
 //! Fan-out: encode once per (dialect, flavour), share the bytes among all recipients.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Hub, Output};
 use crate::ids::{ChannelId, ConnId, TenantId};
@@ -29,6 +29,8 @@ impl From<Bytes> for Frame {
 pub(super) struct Frames<F> {
     slots: [Option<Option<Frame>>; SLOTS],
     encode: F,
+    /// Where sequenced frames are written, so their recipients share allocations.
+    arena: BytesMut,
 }
 
 impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
@@ -36,15 +38,30 @@ impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
         Self {
             slots: Default::default(),
             encode,
+            arena: BytesMut::new(),
         }
     }
 
     /// The frame for `dialect` (`with_meta`: the sender's metadata included),
     /// encoding it on first use only.
-    pub(super) fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<&Frame> {
+    fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<&Frame> {
         let slot = &mut self.slots[dialect.index() * 2 + usize::from(with_meta)];
         slot.get_or_insert_with(|| (self.encode)(dialect, with_meta))
             .as_ref()
+    }
+
+    /// One member's bytes: the shared frame, or for a sequenced one the next number
+    /// of the member's subscription (`seq`, counted here) spliced in.
+    fn for_member(&mut self, dialect: Dialect, with_meta: bool, seq: &mut u64) -> Option<Bytes> {
+        let slot = &mut self.slots[dialect.index() * 2 + usize::from(with_meta)];
+        match slot.get_or_insert_with(|| (self.encode)(dialect, with_meta)) {
+            None => None,
+            Some(Frame::Shared(frame)) => Some(frame.clone()),
+            Some(Frame::Sequenced(push)) => {
+                *seq += 1;
+                Some(push.write_seq(&mut self.arena, *seq))
+            }
+        }
     }
 }
 
@@ -68,15 +85,11 @@ impl Hub {
             if Some(conn) == except {
                 continue;
             }
-            let frame = match frames.get(member.dialect, member.include_meta) {
-                None => continue,
-                Some(Frame::Shared(frame)) => frame.clone(),
-                Some(Frame::Sequenced(push)) => {
-                    member.seq += 1;
-                    push.with_seq(member.seq)
-                }
-            };
-            self.out.push_back(Output::Send { conn, frame });
+            if let Some(frame) =
+                frames.for_member(member.dialect, member.include_meta, &mut member.seq)
+            {
+                self.out.push_back(Output::Send { conn, frame });
+            }
         }
         self.out.len() - before
     }
