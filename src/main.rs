@@ -50,6 +50,9 @@ enum Command {
         /// Tenant claim.
         #[arg(long)]
         tenant: Option<String>,
+        /// Audience claim (`broadcaster` for The Broadcaster's clients).
+        #[arg(long)]
+        aud: Option<String>,
         /// Key id to sign with (default: the first key).
         #[arg(long)]
         kid: Option<String>,
@@ -120,8 +123,17 @@ fn main() -> ExitCode {
             permissions,
             ttl,
             tenant,
+            aud,
             kid,
-        } => gentoken(config, &sub, &channels, &permissions, ttl, tenant, kid),
+        } => gentoken(
+            config,
+            &sub,
+            &channels,
+            &permissions,
+            ttl,
+            (tenant, aud),
+            kid,
+        ),
         Command::Checktoken { config, token } => checktoken(config, &token),
         Command::AccessToken(AccessTokenCommand::New {
             tenants,
@@ -229,25 +241,31 @@ fn serve(config: Option<PathBuf>) -> Result<()> {
 
 fn print_dev_banner(settings: &Settings, server: &switchyard::server::Running) -> Result<()> {
     let key = signing_key(settings, None)?;
-    let token = mint(
-        &key,
-        &claims(
-            "alice",
-            &["**".into()],
-            "publish,subscribe,presence,send",
-            3600,
-            None,
-        ),
-    )?;
+    let mut alice = claims(
+        "alice",
+        &["**".into()],
+        "publish,subscribe,presence,send",
+        3600,
+        None,
+    );
+    // The same token serves Broadcaster clients, whose tokens must name this audience.
+    if let Some(aud) = settings.core_config()?.auth.broadcaster_audience {
+        alice["aud"] = json!(aud);
+    }
+    let token = mint(&key, &alice)?;
     let ws = server.ws_addr.map(|a| a.to_string()).unwrap_or_default();
     println!(
         "switchyard dev server (loopback only, anonymous peers allowed, dev key \"{}\")",
         key.kid
     );
     let scheme = if server.ws_tls { "wss" } else { "ws" };
-    println!("  WebSocket  {scheme}://{ws}/  (rtc-signaller)   {scheme}://{ws}/v1  (JSON)");
+    println!(
+        "  WebSocket  {scheme}://{ws}/  (rtc-signaller)   {scheme}://{ws}/v1  (JSON)   {scheme}://{ws}/broadcaster  (The Broadcaster)"
+    );
     if let Some(tcp) = server.tcp_addr {
-        println!("  TCP lines  {tcp}  (first line: hello json | hello rtc-signaller)");
+        println!(
+            "  TCP lines  {tcp}  (first line: hello json | hello rtc-signaller | hello broadcaster)"
+        );
     }
     println!("  token for alice (1 h): {token}");
     if !server.ws_tls {
@@ -314,15 +332,16 @@ fn gentoken(
     channels: &[String],
     permissions: &str,
     ttl: u64,
-    tenant: Option<String>,
+    (tenant, aud): (Option<String>, Option<String>),
     kid: Option<String>,
 ) -> Result<()> {
     let settings = load(config)?;
     let key = signing_key(&settings, kid.as_deref())?;
-    println!(
-        "{}",
-        mint(&key, &claims(sub, channels, permissions, ttl, tenant))?
-    );
+    let mut claims = claims(sub, channels, permissions, ttl, tenant);
+    if let Some(aud) = aud {
+        claims["aud"] = json!(aud);
+    }
+    println!("{}", mint(&key, &claims)?);
     Ok(())
 }
 

@@ -2,6 +2,10 @@
 //! HTTP requests there are routed here): publish, mint tokens, list presence,
 //! disconnect, usage, `/healthz`, `/metrics` and the OpenAPI description.
 //!
+//! `POST /broadcaster/publish` is The Broadcaster's REST publish: its body
+//! (`channel`, `event`, `payload`), its answer (`id`, `createTime`) and its error codes
+//! (`InvalidArgument`, `Unauthenticated`, …), through the same `Hub::publish_event`.
+//!
 //! Every error is `{"code": "...", "message": "..."}` with a matching HTTP status.
 //! `/v1/*` routes need an API key: `Authorization: Bearer <id>:<secret>` (Metered
 //! style) or `Bearer <secret>` (an opaque key, Broadcaster style). A key may be bound
@@ -22,7 +26,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_core::token::{SigningKey, mint};
-use switchyard_core::{CloseCode, ControlError, Dialect};
+use switchyard_core::{CloseCode, ControlError, Dialect, Published};
 use switchyard_transports::ws::HttpIo;
 use switchyard_transports::{DriverHandle, HttpFallback};
 
@@ -115,6 +119,7 @@ fn router(api: Api) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/publish", post(publish))
+        .route("/broadcaster/publish", post(broadcaster_publish))
         .route("/v1/tokens", post(tokens))
         .route("/v1/presence", get(presence))
         .route("/v1/disconnect", post(disconnect))
@@ -216,6 +221,9 @@ struct PublishBody {
     channel: String,
     #[serde(default)]
     data: Option<Box<serde_json::value::RawValue>>,
+    /// A Broadcaster event name (JSON subscribers see it as `event`).
+    #[serde(default)]
+    event: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
 }
@@ -223,18 +231,69 @@ struct PublishBody {
 async fn publish(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let body: PublishBody = parse(&body)?;
     let tenant = api.tenant(&headers, body.tenant)?;
-    let data = body.data.map_or_else(
+    let published = publish_event(&api, tenant, body.channel, body.event, body.data).await?;
+    Ok(Json(json!({"deliveries": published.deliveries})).into_response())
+}
+
+/// The Broadcaster's REST publish body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcasterPublishBody {
+    channel: String,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    payload: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// `POST /broadcaster/publish`: answers `{"id","createTime"}`, and errors with The
+/// Broadcaster's codes.
+async fn broadcaster_publish(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let published = async {
+        api.key(&headers).ok_or_else(unauthorized)?;
+        let body: BroadcasterPublishBody = parse(&body)?;
+        let tenant = api.tenant(&headers, body.tenant)?;
+        publish_event(&api, tenant, body.channel, body.event, body.payload).await
+    }
+    .await
+    .map_err(|ApiError(status, code, message)| {
+        let code = match code {
+            "unauthenticated" => "Unauthenticated",
+            "tenant_not_allowed" => "PermissionDenied",
+            "over_message_quota" => "FailedPrecondition",
+            "unavailable" => "Internal",
+            _ => "InvalidArgument",
+        };
+        ApiError(status, code, message)
+    })?;
+    Ok(Json(json!({
+        "id": published.stamp.id(),
+        "createTime": published.stamp.create_time(),
+    }))
+    .into_response())
+}
+
+/// Publishes on behalf of the server (`from: "_server"`), for both REST bodies.
+async fn publish_event(
+    api: &Api,
+    tenant: String,
+    channel: String,
+    event: Option<String>,
+    data: Option<Box<serde_json::value::RawValue>>,
+) -> Result<Published, ApiError> {
+    let data = data.map_or_else(
         || Bytes::from_static(b"null"),
         |d| Bytes::copy_from_slice(d.get().as_bytes()),
     );
-    let channel = body.channel;
     let result = api
         .driver
-        .call(move |hub, now| hub.publish(now, &tenant, &channel, data))
+        .call(move |hub, now| hub.publish_event(now, &tenant, &channel, event.as_deref(), data))
         .await
         .map_err(|_| driver_gone())?;
     match result {
-        Ok(deliveries) => Ok(Json(json!({"deliveries": deliveries})).into_response()),
+        Ok(published) => Ok(published),
         Err(ControlError::OverQuota) => Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
             "over_message_quota",

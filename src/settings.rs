@@ -83,7 +83,7 @@ pub struct Listen {
     pub ws: String,
     /// TCP line-protocol address; empty for none.
     pub tcp: String,
-    /// The TCP listener's dialect: `rtc-signaller`, `json` or `auto` (first line `hello <dialect>`).
+    /// The TCP listener's dialect: `rtc-signaller`, `json`, `broadcaster` or `auto` (first line `hello <dialect>`).
     pub tcp_dialect: String,
     /// QUIC (UDP) address; empty for none. ALPN picks the dialect.
     pub quic: String,
@@ -128,10 +128,14 @@ impl Default for Ws {
             ping_interval_ms: millis(d.ping_interval),
             pong_timeout_ms: millis(d.pong_timeout),
             handshake_timeout_ms: millis(d.handshake_timeout),
-            paths: [("/", "rtc-signaller"), ("/v1", "json")]
-                .into_iter()
-                .map(|(p, d)| (p.to_owned(), d.to_owned()))
-                .collect(),
+            paths: [
+                ("/", "rtc-signaller"),
+                ("/v1", "json"),
+                ("/broadcaster", "broadcaster"),
+            ]
+            .into_iter()
+            .map(|(p, d)| (p.to_owned(), d.to_owned()))
+            .collect(),
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
         }
@@ -230,6 +234,8 @@ pub struct Auth {
     /// Access tokens written into the config (`switchyard access-token new` prints
     /// the block).
     pub access_tokens: Vec<AccessTokenSettings>,
+    /// The `aud` a Broadcaster connection's token must name; "" for no such check.
+    pub broadcaster_audience: String,
 }
 
 impl Default for Auth {
@@ -243,6 +249,7 @@ impl Default for Auth {
             publishable_keys: Vec::new(),
             access_token_file: String::new(),
             access_tokens: Vec::new(),
+            broadcaster_audience: "broadcaster".into(),
         }
     }
 }
@@ -526,6 +533,8 @@ impl Settings {
         c.auth.require_exp = a.require_exp;
         c.auth.auth_timeout = Duration::from_millis(a.auth_timeout_ms);
         c.auth.anonymous = a.anonymous.then(Grant::everything);
+        c.auth.broadcaster_audience =
+            (!a.broadcaster_audience.is_empty()).then(|| a.broadcaster_audience.clone());
         c.auth.keys = a
             .keys
             .iter()
@@ -671,16 +680,16 @@ pub fn example(kid: &str, secret: &str) -> String {
 # Any key can be overridden by SWITCHYARD_<SECTION>_<KEY>, e.g. SWITCHYARD_LISTEN_WS.
 
 [listen]
-ws = "127.0.0.1:8080"        # WebSocket: "/" speaks rtc-signaller, "/v1" JSON
+ws = "127.0.0.1:8080"        # WebSocket: "/" speaks rtc-signaller, "/v1" JSON, "/broadcaster" The Broadcaster
 tcp = ""                     # TCP line protocol, e.g. "127.0.0.1:7000"; "" = off
-tcp_dialect = "auto"         # rtc-signaller | json | auto (first line: hello <dialect>)
+tcp_dialect = "auto"         # rtc-signaller | json | broadcaster | auto (first line: hello <dialect>)
 quic = ""                    # QUIC (UDP), e.g. "127.0.0.1:4433"; "" = off; ALPN picks the dialect
 
 [ws]
 ping_interval_ms = 25000
 pong_timeout_ms = 10000
 handshake_timeout_ms = 10000
-paths = {{ "/" = "rtc-signaller", "/v1" = "json" }}
+paths = {{ "/" = "rtc-signaller", "/v1" = "json", "/broadcaster" = "broadcaster" }}
 trusted_proxies = []         # e.g. ["127.0.0.1/32"]: their X-Forwarded-For names the client
 allowed_origins = []         # e.g. ["https://app.example.com"]; [] = any (no Origin = not a browser: allowed)
 
@@ -705,6 +714,7 @@ leeway_secs = 5
 require_exp = true
 auth_timeout_ms = 10000
 access_token_file = ""       # where REST-issued access tokens (AT_…) persist, hashed; "" = memory only
+broadcaster_audience = "broadcaster"  # the aud Broadcaster tokens must name; "" = no check
 
 [[auth.keys]]
 kid = "{kid}"

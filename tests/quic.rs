@@ -316,6 +316,43 @@ async fn a_bad_token_is_closed_4001_with_a_close_line_and_the_same_application_c
 }
 
 #[tokio::test]
+async fn the_broadcaster_alpn_speaks_the_broadcaster_and_authenticates_in_band() {
+    let server = start(Setup {
+        hub: keyed_config(),
+        ..Setup::default()
+    })
+    .await;
+    let mut peer = Quic::connect(&server, Dialect::Broadcaster).await;
+    peer.send(r#"{"id":1,"method":"ping"}"#).await;
+    assert_eq!(
+        peer.expect_line("the refusal before auth").await,
+        r#"{"requestId":1,"error":{"code":"Unauthenticated","message":"authenticate first"}}"#
+    );
+    // The server runs on the real clock: the token expires ten minutes from now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let token = switchyard_core::testing::token_with(serde_json::json!({
+        "sub": "bo", "aud": "broadcaster", "authorizedChannels": ["news"],
+        "scope": ["subscribe"], "exp": now + 600,
+    }));
+    peer.send(&format!(
+        r#"{{"id":2,"method":"auth","params":{{"token":"{token}"}}}}"#
+    ))
+    .await;
+    assert_eq!(
+        peer.expect_line("the auth answer").await,
+        r#"{"requestId":2,"result":{"success":true}}"#
+    );
+    peer.send(r#"{"id":3,"method":"nope"}"#).await;
+    assert_eq!(
+        peer.expect_line("the unknown method").await,
+        r#"{"requestId":3,"error":{"code":"InvalidArgument","message":"unknown \"method\""}}"#
+    );
+}
+
+#[tokio::test]
 async fn an_oversize_line_is_closed_1009() {
     let mut setup = Setup::default();
     setup.hub.limits.max_frame_bytes = 1024;

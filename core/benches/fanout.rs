@@ -1,5 +1,6 @@
 //! Fan-out cost in the core alone, per delivered message: rtc-signaller rooms, JSON
-//! channels and mixed rooms of 1, 100 and 10,000 receivers, and `/to` routing.
+//! channels, Broadcaster channels (a per-subscription `seq` spliced into each frame)
+//! and mixed rooms of 1, 100 and 10,000 receivers, and `/to` routing.
 //! Criterion reports elements/s (one element = one delivery; ns per delivery is its
 //! inverse). Allocations per delivery are printed once per case from a counting
 //! allocator.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use switchyard_core::testing::{TEST_UNIX, test_key, token_with};
 use switchyard_core::{Command, Config, ConnId, Dialect, Hub, Input, Open, Output};
 
 /// Counts allocations so the bench can report them per delivery.
@@ -44,6 +46,8 @@ enum Mix {
     Json,
     /// Alternating rtc-signaller and JSON receivers.
     Mixed,
+    /// Broadcaster receivers, authenticated in band.
+    Broadcaster,
 }
 
 /// A hub with a sender (index 0) and `receivers` others in channel `bench`.
@@ -53,6 +57,9 @@ fn room(sender: Dialect, receivers: usize, mix: Mix) -> (Hub, Vec<ConnId>, Insta
     let mut config = Config::default();
     config.limits.message_rate = 1_000_000;
     config.limits.message_burst = 1_000_000;
+    config.limits.max_frame_bytes = 1 << 20;
+    // Broadcaster peers need a token; the others stay anonymous.
+    config.auth.keys = vec![test_key()];
     let mut hub = Hub::new(config, now, 0).expect("valid config");
     let mut conns = Vec::with_capacity(receivers + 1);
     for i in 0..=receivers {
@@ -62,13 +69,29 @@ fn room(sender: Dialect, receivers: usize, mix: Mix) -> (Hub, Vec<ConnId>, Insta
             (_, Mix::Json) => Dialect::Json,
             (i, Mix::Mixed) if i % 2 == 0 => Dialect::Json,
             (_, Mix::Mixed) => Dialect::Signaller,
+            (_, Mix::Broadcaster) => Dialect::Broadcaster,
         };
         let conn = hub.open(now, Open::new(dialect));
-        let frame = match dialect {
-            Dialect::Signaller => format!(r#"/announce|p{i}|{{"id":"p{i}","room":"bench"}}"#),
-            _ => r#"{"type":"subscribe","channel":"bench"}"#.to_owned(),
+        let frames = match dialect {
+            Dialect::Signaller => {
+                vec![format!(r#"/announce|p{i}|{{"id":"p{i}","room":"bench"}}"#)]
+            }
+            Dialect::Broadcaster => {
+                let token = token_with(serde_json::json!({
+                    "sub": format!("p{i}"), "aud": "broadcaster",
+                    "authorizedChannels": ["bench"], "scope": ["subscribe", "publish"],
+                    "exp": TEST_UNIX,
+                }));
+                vec![
+                    format!(r#"{{"id":1,"method":"auth","params":{{"token":"{token}"}}}}"#),
+                    r#"{"id":2,"method":"subscribe","params":{"channel":"bench"}}"#.to_owned(),
+                ]
+            }
+            _ => vec![r#"{"type":"subscribe","channel":"bench"}"#.to_owned()],
         };
-        hub.handle_frame(now, conn, Bytes::from(frame));
+        for frame in frames {
+            hub.handle_frame(now, conn, Bytes::from(frame));
+        }
         while hub.poll_output().is_some() {}
         conns.push(conn);
     }
@@ -99,6 +122,8 @@ fn bench_case(c: &mut Criterion, group: &str, sender: Dialect, frame: &str, mix:
     for receivers in [1usize, 100, 10_000] {
         let (mut hub, conns, now) = room(sender, receivers, mix);
         let command = decode(sender, frame);
+        // A Broadcaster request always has an id, so its publisher gets an answer too.
+        let answer = usize::from(sender == Dialect::Broadcaster);
         // Allocations per delivery inside the hub, measured once outside criterion's
         // loop (the command is cloned before counting starts).
         let input = command.clone();
@@ -118,7 +143,10 @@ fn bench_case(c: &mut Criterion, group: &str, sender: Dialect, frame: &str, mix:
                 b.iter(|| {
                     // Time moves on so the sender's rate bucket refills.
                     now += Duration::from_millis(1);
-                    assert_eq!(deliver(&mut hub, now, conns[0], command.clone()), n);
+                    assert_eq!(
+                        deliver(&mut hub, now, conns[0], command.clone()),
+                        n + answer
+                    );
                 });
             },
         );
@@ -181,6 +209,16 @@ fn broadcast(c: &mut Criterion) {
         Mix::Json,
     );
     bench_case(c, "mixed_room_publish", Dialect::Json, &publish, Mix::Mixed);
+    let bc_publish = format!(
+        r#"{{"id":1,"method":"publish","params":{{"channel":"bench","event":"chat","payload":{{"text":"{text}"}}}}}}"#
+    );
+    bench_case(
+        c,
+        "broadcaster_channel_publish",
+        Dialect::Broadcaster,
+        &bc_publish,
+        Mix::Broadcaster,
+    );
     bench_case(
         c,
         "mixed_room_signal",

@@ -117,6 +117,9 @@ pub enum ErrorCode {
     AlreadyAuthenticated,
     /// The request names a tenant the connection's credentials do not allow.
     TenantNotAuthorized,
+    /// The connection already holds this subscription (The Broadcaster; the JSON
+    /// dialect treats a repeated subscribe as a no-op).
+    AlreadySubscribed,
 }
 
 impl ErrorCode {
@@ -143,6 +146,7 @@ impl ErrorCode {
             Self::TokenExpired => "token_expired",
             Self::AlreadyAuthenticated => "already_authenticated",
             Self::TenantNotAuthorized => "tenant_not_authorized",
+            Self::AlreadySubscribed => "already_subscribed",
         }
     }
 }

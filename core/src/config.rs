@@ -110,6 +110,10 @@ pub struct AuthConfig {
     /// Opaque access tokens (`AT_<id>_<secret>`), fastpubsub style, by id; revoked
     /// ones stay listed so that refusals can say so.
     pub access_tokens: Vec<AccessToken>,
+    /// The `aud` every token of a Broadcaster connection must name (The Broadcaster
+    /// issues its client tokens for `"broadcaster"`); `None` checks only what the
+    /// signing key itself requires.
+    pub broadcaster_audience: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -125,6 +129,7 @@ impl Default for AuthConfig {
             anonymous: Some(Grant::everything()),
             auth_timeout: Duration::from_secs(10),
             access_tokens: Vec::new(),
+            broadcaster_audience: Some("broadcaster".into()),
         }
     }
 }

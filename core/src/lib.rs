@@ -91,6 +91,8 @@ pub mod wire;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use config::{Config, Limits};
-pub use hub::{Closed, ControlError, Credentials, Event, Hub, Input, Open, Output, Stats};
+pub use hub::{
+    Closed, ControlError, Credentials, Event, Hub, Input, Open, Output, Published, Stats,
+};
 pub use ids::{ConnId, PeerId, SERVER_PEER_ID, TenantId};
 pub use wire::{Command, DecodeError, Dialect};

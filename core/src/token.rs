@@ -574,6 +574,24 @@ impl Verifier {
         self.check_claims(map, &entry.key, unix_now)
     }
 
+    /// Checks that an already verified `token` lists `audience` in `aud`, whatever
+    /// its signing key requires.
+    ///
+    /// Exists for dialects whose clients hold tokens minted for a fixed audience
+    /// (The Broadcaster's `aud: "broadcaster"`). Call it after
+    /// [`Verifier::verify`], which checks the signature this relies on.
+    pub fn require_audience(&self, token: &str, audience: &str) -> Result<(), TokenError> {
+        let payload = token
+            .split('.')
+            .nth(1)
+            .and_then(b64url_decode)
+            .ok_or(TokenError::Malformed)?;
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&payload) else {
+            return Err(TokenError::Malformed);
+        };
+        check_audience(map.get("aud"), Some(audience))
+    }
+
     fn check_claims(
         &self,
         mut map: Map<String, Value>,

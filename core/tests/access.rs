@@ -488,3 +488,48 @@ fn an_rtc_signaller_announce_may_carry_an_access_token() {
     let out = t.take("rtc");
     assert!(out[0].contains(r#""code":"invalid_token""#), "{out:?}");
 }
+
+/// The Broadcaster's in-band `auth` takes an access token too. An access token names
+/// no audience (the server issued it for itself), so the Broadcaster audience check
+/// is for JWTs only; its grants apply as on any other wire, and a wrong secret is
+/// answered `Unauthenticated` like a refused JWT.
+#[test]
+fn a_broadcaster_client_authenticates_in_band_with_an_access_token() {
+    let mut t = TestHub::with_config(config(vec![t1()]));
+    t.connect("b", Dialect::Broadcaster);
+    let wrong = format!("AT_t1_{}", "x".repeat(36));
+    t.send(
+        "b",
+        &format!(r#"{{"id":1,"method":"auth","params":{{"token":"{wrong}"}}}}"#),
+    );
+    t.send(
+        "b",
+        &format!(
+            r#"{{"id":2,"method":"auth","params":{{"token":"{}"}}}}"#,
+            at("t1")
+        ),
+    );
+    t.send(
+        "b",
+        r#"{"id":3,"method":"subscribe","params":{"channel":"in/x"}}"#,
+    );
+    t.send(
+        "b",
+        r#"{"id":4,"method":"subscribe","params":{"channel":"out/x"}}"#,
+    );
+    let out = t.take("b");
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert!(
+        out[0].starts_with(r#"{"requestId":1,"error":{"code":"Unauthenticated""#),
+        "{out:?}"
+    );
+    assert_eq!(out[1], r#"{"requestId":2,"result":{"success":true}}"#);
+    assert!(
+        out[2].starts_with(r#"{"requestId":3,"result":{"subscriptionId":"#),
+        "{out:?}"
+    );
+    assert!(
+        out[3].starts_with(r#"{"requestId":4,"error":{"code":"PermissionDenied""#),
+        "the subscribe list does not hold out/*: {out:?}"
+    );
+}

@@ -122,7 +122,11 @@ fn presence_and_stats_describe_the_hub() {
     assert_eq!(stats.memberships, 2);
     assert_eq!(
         stats.connections_by_dialect,
-        [(Dialect::Signaller, 1), (Dialect::Json, 1)]
+        [
+            (Dialect::Signaller, 1),
+            (Dialect::Json, 1),
+            (Dialect::Broadcaster, 0)
+        ]
     );
 }
 

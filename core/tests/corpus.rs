@@ -51,6 +51,11 @@ fn json_decode_corpus_replays() {
 }
 
 #[test]
+fn broadcaster_decode_corpus_replays() {
+    replay("broadcaster_decode", targets::broadcaster_decode);
+}
+
+#[test]
 fn token_verify_corpus_replays() {
     replay("token_verify", targets::token_verify);
 }
@@ -121,6 +126,34 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     for (name, frame) in json {
         out.push(("json_decode", format!("frame-{name}"), frame.into()));
+    }
+    let broadcaster = [
+        (
+            "auth",
+            r#"{"id":1,"method":"auth","params":{"token":"a.b.c"}}"#,
+        ),
+        (
+            "subscribe",
+            r#"{"id":"s-1","method":"subscribe","params":{"channel":"news"}}"#,
+        ),
+        (
+            "unsubscribe",
+            r#"{"id":2,"method":"unsubscribe","params":{"channel":"news"}}"#,
+        ),
+        (
+            "publish",
+            r#"{"id":3,"method":"publish","params":{"channel":"news","event":"e","payload":{"k":[1,"|"]}}}"#,
+        ),
+        ("ping", r#"{"id":-1.5e3,"method":"ping","params":null}"#),
+        ("unknown_method", r#"{"id":4,"method":"nope"}"#),
+        (
+            "wrong_type",
+            r#"{"id":5,"method":"publish","params":{"channel":7}}"#,
+        ),
+        ("no_id", r#"{"method":"ping"}"#),
+    ];
+    for (name, frame) in broadcaster {
+        out.push(("broadcaster_decode", format!("frame-{name}"), frame.into()));
     }
     let token = token_for("alice", &["room-1", "rooms/**"]);
     let claims = serde_json::json!({

@@ -1,6 +1,7 @@
 //! rtc-signaller and JSON peers in one room/channel see each other. The mapping is
 //! in `docs/protocol.md` ("Cross-dialect mapping").
 
+use bytes::Bytes;
 use serde_json::json;
 use switchyard_core::testing::{TEST_UNIX, TestHub, keyed_config, token_for, token_with};
 use switchyard_core::{Config, Dialect};
@@ -274,6 +275,154 @@ fn a_token_for_another_peer_cannot_take_over_a_bound_connection() {
         t.transcript(),
         [
             r#"sig <- /error|{"code":"sender_mismatch","message":"the token is for another peer id"}"#
+        ]
+    );
+}
+
+// ------------------------------------------------------------- The Broadcaster
+
+/// sig (rtc-signaller, announced into "lobby"), js (JSON, subscribed) and bc (The
+/// Broadcaster, authenticated in band and subscribed). JSON and rtc-signaller peers
+/// are anonymous; the Broadcaster one has a token for the `broadcaster` audience.
+fn three_dialects() -> TestHub {
+    let mut config = Config::default();
+    config.auth.keys = vec![switchyard_core::testing::test_key()];
+    let mut t = TestHub::with_config(config);
+    t.connect("sig", Dialect::Signaller);
+    t.send("sig", r#"/announce|sig|{"id":"sig","room":"lobby"}"#);
+    t.connect("js", Dialect::Json);
+    t.send("js", r#"{"type":"subscribe","channel":"lobby"}"#);
+    t.connect("bc", Dialect::Broadcaster);
+    let token = token_with(json!({
+        "sub": "bc", "aud": "broadcaster", "authorizedChannels": ["lobby"],
+        "scope": ["subscribe", "publish"], "exp": TEST_UNIX + 3600,
+    }));
+    t.send(
+        "bc",
+        &format!(r#"{{"id":1,"method":"auth","params":{{"token":"{token}"}}}}"#),
+    );
+    t.send(
+        "bc",
+        r#"{"id":2,"method":"subscribe","params":{"channel":"lobby"}}"#,
+    );
+    t
+}
+
+const T0: &str = "2023-11-14T22:13:20.000Z";
+
+#[test]
+fn a_broadcaster_subscriber_appears_to_json_presence_and_to_signaller_peers() {
+    let mut t = three_dialects();
+    let out = t.transcript();
+    let tail: Vec<&str> = out.iter().rev().take(3).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            r#"bc <- {"requestId":2,"result":{"subscriptionId":"sub-c5ffbc7926464b02","timestamp":"2023-11-14T22:13:20.000Z"}}"#,
+            r#"sig <- /announce|bc|{"id":"bc","room":"lobby"}"#,
+            r#"js <- {"type":"presence","channel":"lobby","joined":[{"peerId":"bc","metadata":{}}],"left":[],"count":3}"#,
+        ]
+    );
+    // And leaves like anyone else, with no presence of its own to receive.
+    t.hard_close("bc");
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"sig <- /leave|bc|{"id":"bc"}"#,
+            r#"js <- {"type":"presence","channel":"lobby","joined":[],"left":[{"peerId":"bc"}],"count":2}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_broadcaster_publish_reaches_json_with_its_event_and_signaller_as_a_message() {
+    let mut t = three_dialects();
+    t.transcript();
+    t.send(
+        "bc",
+        r#"{"id":3,"method":"publish","params":{"channel":"lobby","event":"chat","payload":{"text":"a|b"}}}"#,
+    );
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"sig <- /message|bc|{"text":"a\u007cb"}|"chat""#.to_owned(),
+            r#"js <- {"type":"message","channel":"lobby","from":"bc","data":{"text":"a|b"},"event":"chat"}"#.to_owned(),
+            format!(r#"bc <- {{"requestId":3,"result":{{"id":"msg-fdf6bd54eb94deba","createTime":"{T0}"}}}}"#),
+        ]
+    );
+}
+
+#[test]
+fn json_and_signaller_traffic_reaches_broadcaster_subscribers_as_event_message() {
+    let mut t = three_dialects();
+    t.transcript();
+    t.send(
+        "js",
+        r#"{"type":"publish","channel":"lobby","data":[1,"x"]}"#,
+    );
+    t.send("sig", r#"/chat|sig|{"text":"hi"}|2"#);
+    let push = |seq: u64, id: &str, payload: &str| {
+        format!(
+            r#"bc <- {{"method":"message","params":{{"id":"{id}","seq":{seq},"createTime":"{T0}","channel":"lobby","event":"message","payload":{payload}}}}}"#
+        )
+    };
+    assert_eq!(
+        t.transcript(),
+        [
+            // The anonymous JSON peer's id is server-made (seeded, so stable).
+            r#"sig <- /message|9a6f4c34-6953-4b1b-90a1-aa68d3e7e8c9|[1,"x"]"#.to_owned(),
+            push(1, "msg-fdf6bd54eb94deba", r#"[1,"x"]"#),
+            r#"js <- {"type":"message","channel":"lobby","from":"sig","data":{"args":[{"text":"hi"},2],"command":"chat"}}"#.to_owned(),
+            push(2, "msg-0c5e16bf5fb8b0a0", r#"{"args":[{"text":"hi"},2],"command":"chat"}"#),
+        ]
+    );
+}
+
+#[test]
+fn a_server_publish_with_an_event_reaches_every_dialect_with_one_id() {
+    let mut t = three_dialects();
+    t.transcript();
+    let now = t.now;
+    let published = t
+        .hub
+        .publish_event(
+            now,
+            "default",
+            "lobby",
+            Some("news"),
+            Bytes::from_static(b"{\"n\":1}"),
+        )
+        .expect("valid publish");
+    t.collect_outputs();
+    assert_eq!(published.deliveries, 3);
+    assert_eq!(published.stamp.id(), "msg-fdf6bd54eb94deba");
+    assert_eq!(published.stamp.create_time(), T0);
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"sig <- /message|_server|{"n":1}|"news""#.to_owned(),
+            r#"js <- {"type":"message","channel":"lobby","from":"_server","data":{"n":1},"event":"news"}"#.to_owned(),
+            format!(
+                r#"bc <- {{"method":"message","params":{{"id":"msg-fdf6bd54eb94deba","seq":1,"createTime":"{T0}","channel":"lobby","event":"news","payload":{{"n":1}}}}}}"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn broadcaster_peers_are_not_targets_of_direct_messages() {
+    let mut t = three_dialects();
+    t.transcript();
+    t.send(
+        "js",
+        r#"{"type":"send","to":"bc","data":1,"requestId":"d"}"#,
+    );
+    t.send("sig", "/to|bc|/hello|sig|{}");
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"js <- {"type":"error","code":"peer_not_found","message":"no such peer is connected","requestId":"d"}"#,
+            r#"sig <- /error|{"code":"peer_not_found","message":"no such peer in your room"}"#,
         ]
     );
 }

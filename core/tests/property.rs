@@ -48,6 +48,8 @@ fn the_hub_agrees_with_the_model_on_random_operation_sequences() {
         "accepted publish",
         "accepted send",
         "accepted auth",
+        "accepted ping",
+        "broadcaster push",
         "delivery",
         "departure",
         "presence frame",

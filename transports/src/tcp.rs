@@ -2,7 +2,7 @@
 //!
 //! The dialect is fixed by the listener ([`LineDialect::Fixed`]), or, with
 //! [`LineDialect::Auto`], named by the client's first line: `hello <dialect-name>`
-//! (`hello rtc-signaller`, `hello json`). Anything else, or silence for
+//! (`hello rtc-signaller`, `hello json`, `hello broadcaster`). Anything else, or silence for
 //! [`TcpConfig::hello_timeout`], gets a close line with 1008.
 //!
 //! TCP carries no credentials at connect time: clients authenticate in band with the
@@ -143,6 +143,10 @@ mod tests {
         assert_eq!(
             parse_hello(b"hello  rtc-signaller "),
             Some(Dialect::Signaller)
+        );
+        assert_eq!(
+            parse_hello(b"hello broadcaster"),
+            Some(Dialect::Broadcaster)
         );
         assert_eq!(parse_hello(b"hello klingon"), None);
         assert_eq!(parse_hello(b"/announce|a|{}"), None);

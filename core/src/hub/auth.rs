@@ -298,7 +298,7 @@ impl Hub {
     /// Credentials offered at connect time.
     pub(super) fn on_open_credentials(&mut self, conn: ConnId, credentials: Credentials) {
         match credentials {
-            Credentials::Token(token) => match self.verify(conn, &token) {
+            Credentials::Token(token) => match self.verify_for(conn, &token) {
                 Ok(grants) => self.authenticate(conn, grants, None),
                 Err(e) => self.fail_auth(conn, &e),
             },
@@ -315,12 +315,14 @@ impl Hub {
                     self.close(conn, CloseCode::INVALID_TOKEN, "unknown publishable key");
                 }
             },
+            // A Broadcaster client always authenticates in band first (its protocol
+            // has no anonymous use), so the anonymous grant never applies to it.
             Credentials::None => match &self.policy.anonymous {
-                Some(g) => {
+                Some(g) if self.conns[&conn].dialect != Dialect::Broadcaster => {
                     let grants = Arc::clone(g);
                     self.authenticate(conn, grants, None);
                 }
-                None => {
+                _ => {
                     let at = self.now + self.config.auth.auth_timeout;
                     self.arm(conn, at, Timer::AuthDeadline(conn));
                 }
@@ -358,6 +360,24 @@ impl Hub {
             ))));
         }
         Ok(Arc::new(Grants::from_claims(claims)))
+    }
+
+    /// [`Hub::verify`], plus the configured Broadcaster audience for a Broadcaster
+    /// connection's JWT. Access tokens carry no audience: the server issued them for
+    /// itself, so they pass as they are.
+    fn verify_for(&self, conn: ConnId, token: &str) -> Result<Arc<Grants>, Refusal> {
+        let grants = self.verify(conn, token)?;
+        if let (Dialect::Broadcaster, Some(aud), Some(verifier), Origin::Token(_)) = (
+            self.conns[&conn].dialect,
+            &self.config.auth.broadcaster_audience,
+            &self.policy.verifier,
+            &grants.origin,
+        ) {
+            verifier
+                .require_audience(token, aud)
+                .map_err(Refusal::Jwt)?;
+        }
+        Ok(grants)
     }
 
     fn fail_auth(&mut self, conn: ConnId, e: &Refusal) {
@@ -452,6 +472,9 @@ impl Hub {
             self.send(conn, frame);
             self.ack(conn, request_id);
         }
+        if first && dialect == Dialect::Broadcaster {
+            self.ack(conn, request_id);
+        }
     }
 
     /// An rtc-signaller announce that carries a `token`: the token (re)authenticates
@@ -464,7 +487,7 @@ impl Hub {
     /// any close and would repeat the same token forever.
     pub(super) fn on_announce_with_token(&mut self, conn: ConnId, mut a: crate::wire::Announce) {
         let token = a.token.take().expect("caller checked");
-        let grants = match self.verify(conn, &token.0) {
+        let grants = match self.verify_for(conn, &token.0) {
             Ok(grants) => grants,
             Err(e) => {
                 self.event(Event::AuthFailed {
@@ -537,8 +560,23 @@ impl Hub {
     /// (an `auth` frame, or an rtc-signaller announce carrying `token`) is accepted.
     pub(super) fn on_unauthenticated(&mut self, conn: ConnId, command: Command) {
         match command {
-            Command::Auth(a) => match self.verify(conn, &a.token.0) {
+            Command::Auth(a) => match self.verify_for(conn, &a.token.0) {
                 Ok(grants) => self.authenticate(conn, grants, a.request_id.as_ref()),
+                // A Broadcaster client reads the refusal as the answer to its `auth`
+                // request and may try again (a refreshed token) until the auth
+                // deadline, which stays armed.
+                Err(e) if self.conns[&conn].dialect == Dialect::Broadcaster => {
+                    self.event(Event::AuthFailed {
+                        conn,
+                        reason: e.reason(),
+                    });
+                    self.refuse_request(
+                        conn,
+                        ErrorCode::Unauthenticated,
+                        &format!("token refused: {e}"),
+                        a.request_id.as_ref(),
+                    );
+                }
                 Err(e) => self.fail_auth(conn, &e),
             },
             Command::Announce(a) if a.token.is_some() => self.on_announce_with_token(conn, a),

@@ -8,12 +8,13 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::fanout::Frames;
-use super::pubsub::{Payload, message_frames};
+use super::pubsub::{Message, Payload, message_frames};
 use super::{Event, Hub, Output, auth};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
 use crate::ids::{PeerId, SERVER_PEER_ID, TenantId};
 use crate::pattern::Pattern;
+use crate::wire::broadcaster::Stamp;
 use crate::wire::{Dialect, json, signaller};
 
 /// Counts for metrics and usage reports.
@@ -51,6 +52,17 @@ pub enum ControlError {
     InvalidData,
 }
 
+/// What a control-plane publish did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The message's id and time, as Broadcaster subscribers see them
+    /// ([`Stamp::id`], [`Stamp::create_time`]).
+    pub stamp: Stamp,
+    /// How many sends were queued.
+    pub deliveries: usize,
+}
+
 impl Hub {
     /// Publishes `data` (JSON) to `channel` in `tenant` on behalf of the server: every
     /// subscriber gets it with `from: "_server"` (rtc-signaller peers:
@@ -63,8 +75,24 @@ impl Hub {
         channel: &str,
         data: Bytes,
     ) -> Result<usize, ControlError> {
+        self.publish_event(now, tenant, channel, None, data)
+            .map(|p| p.deliveries)
+    }
+
+    /// [`Hub::publish`] with a Broadcaster `event` name (The Broadcaster's REST
+    /// publish): Broadcaster subscribers see it as `event`, JSON subscribers as an
+    /// `event` field, rtc-signaller peers as a last argument. Returns the message's
+    /// id and time with the number of deliveries.
+    pub fn publish_event(
+        &mut self,
+        now: std::time::Instant,
+        tenant: &str,
+        channel: &str,
+        event: Option<&str>,
+        data: Bytes,
+    ) -> Result<Published, ControlError> {
         self.tick(now);
-        let result = self.publish_inner(tenant, channel, data);
+        let result = self.publish_inner(tenant, channel, event, data);
         self.finish_tick();
         result
     }
@@ -73,8 +101,9 @@ impl Hub {
         &mut self,
         tenant: &str,
         channel: &str,
+        event: Option<&str>,
         data: Bytes,
-    ) -> Result<usize, ControlError> {
+    ) -> Result<Published, ControlError> {
         let pattern = Pattern::parse(channel, self.config.limits.max_channel_len)
             .map_err(|e| ControlError::InvalidChannel(e.to_string()))?;
         if pattern.is_wildcard() {
@@ -92,8 +121,18 @@ impl Hub {
         let from = PeerId::new(SERVER_PEER_ID);
         let meta = Map::new();
         let payload = Payload::Json(&data);
-        let mut frames = Frames::new(message_frames(channel, &from, &meta, &payload, None));
-        Ok(self.deliver(&tenant, channel, None, &mut frames))
+        let stamp = self.stamp();
+        let message = Message {
+            channel,
+            from: &from,
+            meta: &meta,
+            payload: &payload,
+            event,
+            stamp,
+        };
+        let mut frames = Frames::new(message_frames(message, None));
+        let deliveries = self.deliver(&tenant, channel, None, &mut frames);
+        Ok(Published { stamp, deliveries })
     }
 
     /// Closes every connection of `peer` in `tenant` with `code` (an operator's
@@ -168,8 +207,8 @@ impl Hub {
     }
 
     /// Graceful shutdown: every JSON peer gets `going_away` with `retry_after`, every
-    /// rtc-signaller peer an `/error` saying so, then every connection is closed with
-    /// 1001. Nobody is told of each departure (everyone is leaving). Connections that
+    /// rtc-signaller peer an `/error` saying so (The Broadcaster has no such
+    /// notice), then every connection is closed with 1001. Nobody is told of each departure (everyone is leaving). Connections that
     /// open afterwards are closed with 1001 at once. Returns how many were closed.
     pub fn shutdown(&mut self, now: std::time::Instant, retry_after: Duration) -> usize {
         self.tick(now);
@@ -181,10 +220,13 @@ impl Hub {
         let conns = std::mem::take(&mut self.conns);
         for (&conn, c) in &conns {
             let frame = match c.dialect {
-                Dialect::Signaller => signaller_frame.clone(),
-                Dialect::Json => json_frame.clone(),
+                Dialect::Signaller => Some(signaller_frame.clone()),
+                Dialect::Json => Some(json_frame.clone()),
+                Dialect::Broadcaster => None,
             };
-            self.out.push_back(Output::Send { conn, frame });
+            if let Some(frame) = frame {
+                self.out.push_back(Output::Send { conn, frame });
+            }
             self.out.push_back(Output::Close {
                 conn,
                 code: CloseCode::GOING_AWAY,

@@ -1,35 +1,54 @@
 //! Fan-out: encode once per (dialect, flavour), share the bytes among all recipients.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Hub, Output};
 use crate::ids::{ChannelId, ConnId, TenantId};
+use crate::wire::broadcaster::Push;
 use crate::wire::{Dialect, json};
 
 const SLOTS: usize = 2 * Dialect::ALL.len();
 
+/// One message as encoded for one dialect.
+#[derive(Clone, Debug)]
+pub(super) enum Frame {
+    /// The same bytes for every recipient.
+    Shared(Bytes),
+    /// A Broadcaster push: shared bytes around each subscription's own `seq`.
+    Sequenced(Push),
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Self {
+        Self::Shared(bytes)
+    }
+}
+
 /// One lazily encoded frame per dialect and flavour (with or without the sender's
 /// metadata). `None` inside means "nothing for that flavour".
 pub(super) struct Frames<F> {
-    slots: [Option<Option<Bytes>>; SLOTS],
-    /// The same frames naming their tenant, for recipients from other tenants.
+    slots: [Option<Option<Frame>>; SLOTS],
+    /// JSON frames naming their tenant, for recipients from other tenants.
     foreign: [Option<Option<Bytes>>; SLOTS],
     encode: F,
+    /// Where sequenced frames are written, so their recipients share allocations.
+    arena: BytesMut,
 }
 
-impl<F: FnMut(Dialect, bool) -> Option<Bytes>> Frames<F> {
+impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
     pub(super) fn new(encode: F) -> Self {
         Self {
             slots: Default::default(),
             foreign: Default::default(),
             encode,
+            arena: BytesMut::new(),
         }
     }
 
-    /// The frame for a recipient in `tenant`'s channel whose own tenant is another
-    /// (`foreign`): JSON `message` frames then name the tenant, spliced into the
-    /// shared encoding once per flavour.
-    pub(super) fn get_in(
+    /// The shared bytes for a recipient in `tenant`'s channel, `foreign` when its own
+    /// tenant is another: JSON frames then name the tenant, spliced into the shared
+    /// encoding once per flavour. `None` for nothing to send, or a sequenced frame.
+    pub(super) fn shared(
         &mut self,
         dialect: Dialect,
         with_meta: bool,
@@ -37,31 +56,56 @@ impl<F: FnMut(Dialect, bool) -> Option<Bytes>> Frames<F> {
         tenant: &TenantId,
     ) -> Option<Bytes> {
         if !foreign || dialect != Dialect::Json {
-            return self.get(dialect, with_meta);
+            return match self.get(dialect, with_meta) {
+                Some(Frame::Shared(frame)) => Some(frame.clone()),
+                Some(Frame::Sequenced(_)) | None => None,
+            };
         }
         let i = dialect.index() * 2 + usize::from(with_meta);
         if let Some(frame) = &self.foreign[i] {
             return frame.clone();
         }
-        let frame = self
-            .get(dialect, with_meta)
-            .map(|f| json::with_tenant(&f, tenant.as_str()));
+        let frame = match self.get(dialect, with_meta) {
+            Some(Frame::Shared(frame)) => Some(json::with_tenant(frame, tenant.as_str())),
+            Some(Frame::Sequenced(_)) | None => None,
+        };
         self.foreign[i] = Some(frame.clone());
         frame
     }
 
     /// The frame for `dialect` (`with_meta`: the sender's metadata included),
     /// encoding it on first use only.
-    pub(super) fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<Bytes> {
+    fn get(&mut self, dialect: Dialect, with_meta: bool) -> Option<&Frame> {
         let slot = &mut self.slots[dialect.index() * 2 + usize::from(with_meta)];
         slot.get_or_insert_with(|| (self.encode)(dialect, with_meta))
-            .clone()
+            .as_ref()
+    }
+
+    /// One member's bytes: the shared frame (see [`Frames::shared`]), or for a
+    /// sequenced one the next number of the member's subscription (`seq`, counted
+    /// here) spliced in.
+    fn for_member(
+        &mut self,
+        dialect: Dialect,
+        with_meta: bool,
+        foreign: bool,
+        tenant: &TenantId,
+        seq: &mut u64,
+    ) -> Option<Bytes> {
+        let slot = &mut self.slots[dialect.index() * 2 + usize::from(with_meta)];
+        if let Some(Frame::Sequenced(push)) =
+            slot.get_or_insert_with(|| (self.encode)(dialect, with_meta))
+        {
+            *seq += 1;
+            return Some(push.write_seq(&mut self.arena, *seq));
+        }
+        self.shared(dialect, with_meta, foreign, tenant)
     }
 }
 
 impl Hub {
     /// Sends to every member connection of `channel` except `except`. Returns how
-    /// many sends were queued.
+    /// many sends were queued. A Broadcaster member's subscription counts the push.
     pub(super) fn fan_out<F>(
         &mut self,
         channel: ChannelId,
@@ -69,21 +113,22 @@ impl Hub {
         frames: &mut Frames<F>,
     ) -> usize
     where
-        F: FnMut(Dialect, bool) -> Option<Bytes>,
+        F: FnMut(Dialect, bool) -> Option<Frame>,
     {
-        let Some(ch) = self.channels.get(&channel) else {
+        let Some(ch) = self.channels.get_mut(&channel) else {
             return 0;
         };
         let before = self.out.len();
-        for (&conn, member) in &ch.members {
+        for (&conn, member) in &mut ch.members {
             if Some(conn) == except {
                 continue;
             }
-            let frame = frames.get_in(
+            let frame = frames.for_member(
                 member.dialect,
                 member.include_meta,
                 member.foreign,
                 &ch.tenant,
+                &mut member.seq,
             );
             if let Some(frame) = frame {
                 self.out.push_back(Output::Send { conn, frame });
@@ -103,7 +148,7 @@ impl Hub {
         frames: &mut Frames<F>,
     ) -> usize
     where
-        F: FnMut(Dialect, bool) -> Option<Bytes>,
+        F: FnMut(Dialect, bool) -> Option<Frame>,
     {
         let channel = self.channel_id(tenant, name);
         let mut sent = channel.map_or(0, |ch| self.fan_out(ch, except, frames));
@@ -130,7 +175,9 @@ impl Hub {
         }
         for (conn, (with_meta, foreign)) in recipients {
             let dialect = self.conns[&conn].dialect;
-            if let Some(frame) = frames.get_in(dialect, with_meta, foreign, tenant) {
+            // Broadcaster connections hold no wildcard subscriptions (refused at
+            // subscribe), so a sequenced frame never goes to a pattern.
+            if let Some(frame) = frames.shared(dialect, with_meta, foreign, tenant) {
                 self.out.push_back(Output::Send { conn, frame });
                 sent += 1;
             }

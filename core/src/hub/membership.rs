@@ -1,5 +1,6 @@
 //! Joining and leaving channels, and what the other members learn: rtc-signaller
-//! members get announces and leaves, JSON members get presence (coalesced per tick).
+//! members get announces and leaves, JSON members get presence (coalesced per tick),
+//! Broadcaster members nothing (their protocol has no presence).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ impl Hub {
                 include_meta,
                 presence,
                 foreign,
+                seq: 0,
             },
         );
         let is_new_peer = !ch.peers.contains_key(peer);
@@ -71,9 +73,12 @@ impl Hub {
             Dialect::Signaller => Some(
                 own_frame
                     .clone()
-                    .unwrap_or_else(|| server_announce(peer, &room, metadata)),
+                    .unwrap_or_else(|| server_announce(peer, &room, metadata))
+                    .into(),
             ),
-            Dialect::Json => None,
+            // JSON members get presence at the end of the tick; The Broadcaster has
+            // no presence.
+            Dialect::Json | Dialect::Broadcaster => None,
         });
         self.fan_out(channel, Some(conn), &mut frames);
         self.queue_presence(channel, peer, Some(Arc::clone(metadata)));
@@ -123,9 +128,9 @@ impl Hub {
         let synthetic = matches!(how, Departure::Synthetic);
         let peer = member.peer;
         let mut frames = Frames::new(|dialect, _| match (dialect, &how) {
-            (Dialect::Signaller, Departure::Leave(frame)) => Some(frame.clone()),
-            (Dialect::Signaller, _) => Some(signaller::leave(peer.as_str())),
-            (Dialect::Json, _) => None,
+            (Dialect::Signaller, Departure::Leave(frame)) => Some(frame.clone().into()),
+            (Dialect::Signaller, _) => Some(signaller::leave(peer.as_str()).into()),
+            (Dialect::Json | Dialect::Broadcaster, _) => None,
         });
         self.fan_out(channel, Some(conn), &mut frames);
         self.queue_presence(channel, &peer, None);

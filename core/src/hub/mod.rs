@@ -12,11 +12,12 @@ use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
 use crate::ids::{ChannelId, ConnId, IdGen, PeerId, TenantId};
 use crate::pattern::Pattern;
+use crate::wire::broadcaster::{self, Answer};
 use crate::wire::{Command, DecodeError, Dialect, RequestId, json, signaller};
 
 mod auth;
 mod control;
-pub use control::{ControlError, Stats};
+pub use control::{ControlError, Published, Stats};
 mod fanout;
 #[cfg(any(test, feature = "testing"))]
 mod invariants;
@@ -231,6 +232,9 @@ pub struct Hub {
     /// The latest `now` any call brought.
     now: Instant,
     ids: IdGen,
+    /// Message numbers and Broadcaster subscription ids: a stream of their own, so
+    /// that publishing does not shift the peer ids the hub invents.
+    message_ids: IdGen,
     next_conn: u64,
     next_channel: u64,
     /// Keys and grants, parsed once from the config (and again on reconfigure).
@@ -321,6 +325,9 @@ struct Member {
     /// The channel is in another tenant than the member connection's own (it named
     /// the tenant when subscribing): its messages name their tenant.
     foreign: bool,
+    /// Messages delivered on this subscription so far: a Broadcaster member's next
+    /// push carries `seq + 1`.
+    seq: u64,
 }
 
 #[derive(Debug)]
@@ -348,6 +355,7 @@ impl Hub {
         let policy = auth::Policy::from_config(&config)?;
         Ok(Self {
             ids: IdGen::new(config.id_seed),
+            message_ids: IdGen::new(config.id_seed ^ MESSAGE_ID_STREAM),
             config,
             epoch: (now, unix_ms),
             now,
@@ -480,6 +488,10 @@ impl Hub {
                     Command::Unsubscribe(u) => self.on_unsubscribe(conn, u),
                     Command::Publish(p) => self.on_publish(conn, p),
                     Command::Send(s) => self.on_send(conn, s),
+                    Command::Ping(p) => {
+                        let unix_ms = self.unix_ms(self.now);
+                        self.answer(conn, p.request_id.as_ref(), Answer::Pong { unix_ms });
+                    }
                     Command::Auth(a) => self.refuse_request(
                         conn,
                         ErrorCode::AlreadyAuthenticated,
@@ -664,21 +676,30 @@ impl Hub {
         let frame = match c.dialect {
             Dialect::Signaller => signaller::error(code.as_str(), message),
             Dialect::Json => json::error(code.as_str(), message, request_id),
+            Dialect::Broadcaster => broadcaster::error(code, message, request_id),
         };
         self.send(conn, frame);
         self.event(Event::Refused { conn, code });
     }
 
-    /// Answers a request that succeeded (JSON dialect; others have no acks).
+    /// Answers a request that succeeded: `ack` in JSON, `{"success":true}` in The
+    /// Broadcaster; rtc-signaller has no answers.
     fn ack(&mut self, conn: ConnId, request_id: Option<&RequestId>) {
-        let Some(id) = request_id else { return };
-        if self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| c.dialect == Dialect::Json)
-        {
-            self.send(conn, json::ack(id));
-        }
+        self.answer(conn, request_id, Answer::Success);
+    }
+
+    /// Answers a request that succeeded with what its dialect shows for it (JSON
+    /// acks carry nothing beyond the request id).
+    fn answer(&mut self, conn: ConnId, request_id: Option<&RequestId>, answer: Answer<'_>) {
+        let (Some(id), Some(c)) = (request_id, self.conns.get(&conn)) else {
+            return;
+        };
+        let frame = match c.dialect {
+            Dialect::Signaller => return,
+            Dialect::Json => json::ack(id),
+            Dialect::Broadcaster => broadcaster::result(id, answer),
+        };
+        self.send(conn, frame);
     }
 
     fn send(&mut self, conn: ConnId, frame: Bytes) {
@@ -751,9 +772,13 @@ fn request_id(command: &Command) -> Option<&RequestId> {
         Command::Publish(c) => c.request_id.as_ref(),
         Command::Send(c) => c.request_id.as_ref(),
         Command::Auth(c) => c.request_id.as_ref(),
+        Command::Ping(c) => c.request_id.as_ref(),
         _ => None,
     }
 }
+
+/// Mixed into [`Config::id_seed`] for the message id stream.
+const MESSAGE_ID_STREAM: u64 = 0xB0AD_CA57_0000_0001;
 
 /// `at` plus the time until `unix_secs` on the hub's wall clock (now if past).
 fn instant_at_unix(now: Instant, now_unix_ms: u64, unix_secs: u64) -> Instant {

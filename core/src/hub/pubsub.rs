@@ -5,12 +5,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::fanout::Frames;
+use super::fanout::{Frame, Frames};
 use super::{Departure, Event, Hub, SubOpts};
 use crate::codes::ErrorCode;
 use crate::ids::{ConnId, PeerId, TenantId};
 use crate::pattern::Pattern;
 use crate::token::Permissions;
+use crate::wire::broadcaster::{Answer, Push, Stamp};
 use crate::wire::{Dialect, Publish, RequestId, Send, Subscribe, Unsubscribe, json, signaller};
 
 /// What is being delivered, before it is encoded per dialect.
@@ -42,25 +43,53 @@ impl Payload<'_> {
     }
 }
 
+/// One channel message, before it is encoded per dialect.
+pub(super) struct Message<'a> {
+    /// The channel (or room) name.
+    pub(super) channel: &'a str,
+    /// The sender (`_server` for the control plane).
+    pub(super) from: &'a PeerId,
+    /// The sender's presence metadata, for `fromMetadata`.
+    pub(super) meta: &'a Map<String, Value>,
+    pub(super) payload: &'a Payload<'a>,
+    /// The Broadcaster event name, when the publisher gave one.
+    pub(super) event: Option<&'a str>,
+    /// Message id and time (shown to Broadcaster peers).
+    pub(super) stamp: Stamp,
+}
+
 /// The encoder for a channel message: rtc-signaller peers get `own_frame` (an
-/// rtc-signaller sender's bytes) or `/message|<from>|<data>`; JSON peers get
-/// `message`, with `fromMetadata` for subscriptions that asked for it.
+/// rtc-signaller sender's bytes) or `/message|<from>|<data>` (`|<event>` appended
+/// when there is one); JSON peers get `message` (with `event` when there is one, and
+/// `fromMetadata` for subscriptions that asked for it); Broadcaster peers get a push
+/// whose `payload` is what JSON peers get as `data`, with event `message` unless the
+/// publisher named one.
 pub(super) fn message_frames<'a>(
-    channel: &'a str,
-    from: &'a PeerId,
-    meta: &'a Map<String, Value>,
-    payload: &'a Payload<'a>,
+    m: Message<'a>,
     own_frame: Option<&'a Bytes>,
-) -> impl FnMut(Dialect, bool) -> Option<Bytes> + 'a {
+) -> impl FnMut(Dialect, bool) -> Option<Frame> + 'a {
     let mut data: Option<Bytes> = None;
     move |dialect, with_meta| {
         if let (Dialect::Signaller, Some(frame)) = (dialect, own_frame) {
-            return Some(frame.clone());
+            return Some(frame.clone().into());
         }
-        let data = data.get_or_insert_with(|| payload.json());
+        let data = data.get_or_insert_with(|| m.payload.json());
         Some(match dialect {
-            Dialect::Signaller => signaller_message(None, from, data),
-            Dialect::Json => json::message(channel, from.as_str(), data, with_meta.then_some(meta)),
+            Dialect::Signaller => signaller_message(None, m.from, data, m.event).into(),
+            Dialect::Json => json::message(
+                m.channel,
+                m.from.as_str(),
+                data,
+                m.event,
+                with_meta.then_some(m.meta),
+            )
+            .into(),
+            Dialect::Broadcaster => Frame::Sequenced(Push::new(
+                &m.stamp,
+                m.channel,
+                m.event.unwrap_or("message"),
+                data,
+            )),
         })
     }
 }
@@ -75,8 +104,14 @@ pub(super) fn direct_frame(
 }
 
 /// `/message|<from>|<data>`, or `/to|<target>|/message|<from>|<data>` for a direct
-/// message: how JSON traffic looks to rtc-signaller peers.
-fn signaller_message(target: Option<&PeerId>, from: &PeerId, data: &[u8]) -> Bytes {
+/// message: how JSON traffic looks to rtc-signaller peers. A Broadcaster event name
+/// follows as one more argument, a JSON string.
+fn signaller_message(
+    target: Option<&PeerId>,
+    from: &PeerId,
+    data: &[u8],
+    event: Option<&str>,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(16 + data.len());
     if let Some(target) = target {
         out.extend_from_slice(b"/to|");
@@ -87,6 +122,11 @@ fn signaller_message(target: Option<&PeerId>, from: &PeerId, data: &[u8]) -> Byt
     out.extend_from_slice(from.as_str().as_bytes());
     out.extend_from_slice(b"|");
     signaller::put_escaped_bytes(&mut out, data);
+    if let Some(event) = event {
+        out.extend_from_slice(b"|");
+        let event = serde_json::to_vec(event).expect("strings serialise");
+        signaller::put_escaped_bytes(&mut out, &event);
+    }
     out.freeze()
 }
 
@@ -101,6 +141,15 @@ impl Hub {
             return;
         };
         let c = &self.conns[&conn];
+        let dialect = c.dialect;
+        if dialect == Dialect::Broadcaster && pattern.is_wildcard() {
+            return self.refuse_request(
+                conn,
+                ErrorCode::InvalidChannel,
+                "wildcard channels are not part of The Broadcaster protocol",
+                rid,
+            );
+        }
         let key = (tenant, pattern);
         let already = if key.1.is_wildcard() {
             c.patterns.contains(&key)
@@ -108,6 +157,14 @@ impl Hub {
             self.channel_id(&key.0, &s.channel)
                 .is_some_and(|ch| c.subs.contains(&ch))
         };
+        if already && dialect == Dialect::Broadcaster {
+            return self.refuse_request(
+                conn,
+                ErrorCode::AlreadySubscribed,
+                "already subscribed to this channel",
+                rid,
+            );
+        }
         if !already && c.subs.len() + c.patterns.len() >= self.config.limits.max_channels_per_conn {
             return self.refuse_request(
                 conn,
@@ -121,7 +178,8 @@ impl Hub {
             foreign: key.0 != c.tenant,
         };
         let grants = self.grants(conn);
-        let wants_presence = grants.permissions.contains(Permissions::PRESENCE);
+        let wants_presence =
+            grants.permissions.contains(Permissions::PRESENCE) && dialect != Dialect::Broadcaster;
         if key.1.is_wildcard() {
             self.patterns
                 .entry(key.0.clone())
@@ -151,7 +209,17 @@ impl Hub {
                 wants_presence,
             );
             self.conns.get_mut(&conn).expect("live").subs.insert(ch);
-            self.ack(conn, rid);
+            if dialect == Dialect::Broadcaster {
+                let id = format!("sub-{:016x}", self.message_ids.next_u64());
+                let unix_ms = self.unix_ms(self.now);
+                let answer = Answer::Subscribed {
+                    subscription_id: &id,
+                    unix_ms,
+                };
+                self.answer(conn, rid, answer);
+            } else {
+                self.ack(conn, rid);
+            }
             if wants_presence {
                 self.send_snapshot(conn, ch);
             }
@@ -173,26 +241,40 @@ impl Hub {
         let Ok(pattern) = Pattern::parse(&u.channel, self.config.limits.max_channel_len) else {
             return self.refuse_request(conn, ErrorCode::InvalidChannel, "invalid channel", rid);
         };
-        if pattern.is_wildcard() {
+        let removed = if pattern.is_wildcard() {
             let key = (tenant, pattern);
-            if self
+            let removed = self
                 .conns
                 .get_mut(&conn)
                 .expect("live")
                 .patterns
-                .remove(&key)
-            {
+                .remove(&key);
+            if removed {
                 self.remove_pattern_sub(conn, &key.0, &key.1);
             }
+            removed
         } else {
             let ch = self.channel_id(&tenant, &u.channel);
-            if let Some(ch) = ch.filter(|ch| self.conns[&conn].subs.contains(ch)) {
-                self.conns.get_mut(&conn).expect("live").subs.remove(&ch);
-                self.depart(ch, conn, Departure::Unsubscribed);
+            match ch.filter(|ch| self.conns[&conn].subs.contains(ch)) {
+                Some(ch) => {
+                    self.conns.get_mut(&conn).expect("live").subs.remove(&ch);
+                    self.depart(ch, conn, Departure::Unsubscribed);
+                    true
+                }
+                None => false,
             }
+        };
+        // In JSON, unsubscribing from something you are not subscribed to is not an
+        // error: the end state is what the client asked for. The Broadcaster answers
+        // `NotFound`, as its clients expect of an unknown resource.
+        if !removed && self.conns[&conn].dialect == Dialect::Broadcaster {
+            return self.refuse_request(
+                conn,
+                ErrorCode::NotSubscribed,
+                "not subscribed to this channel",
+                rid,
+            );
         }
-        // Unsubscribing from something you are not subscribed to is not an error:
-        // the end state is what the client asked for.
         self.ack(conn, rid);
     }
 
@@ -219,15 +301,18 @@ impl Hub {
         let peer = self.conns[&conn].peer.clone().expect("bound at auth");
         let grants = self.grants(conn);
         let payload = Payload::Json(&p.data);
-        let mut frames = Frames::new(message_frames(
-            &p.channel,
-            &peer,
-            &grants.metadata,
-            &payload,
-            None,
-        ));
+        let stamp = self.stamp();
+        let message = Message {
+            channel: &p.channel,
+            from: &peer,
+            meta: &grants.metadata,
+            payload: &payload,
+            event: p.event.as_deref(),
+            stamp,
+        };
+        let mut frames = Frames::new(message_frames(message, None));
         let deliveries = self.deliver(&tenant, &p.channel, Some(conn), &mut frames);
-        self.ack(conn, rid);
+        self.answer(conn, rid, Answer::Published(&stamp));
         self.event(Event::Routed { conn, deliveries });
     }
 
@@ -244,12 +329,13 @@ impl Hub {
         }
         let c = &self.conns[&conn];
         let (tenant, from) = (c.tenant.clone(), c.peer.clone().expect("bound at auth"));
+        // The Broadcaster has no direct messages: its connections are not targets.
         let targets: Vec<(ConnId, Dialect, PeerId)> = self
             .peers
             .get(&(tenant, PeerId::new(&s.to)))
             .into_iter()
             .flatten()
-            .filter(|&&t| t != conn)
+            .filter(|&&t| t != conn && self.conns[&t].dialect != Dialect::Broadcaster)
             .map(|t| {
                 let tc = &self.conns[t];
                 (
@@ -274,8 +360,8 @@ impl Hub {
         let mut json_frame = None;
         for (target, dialect, target_peer) in targets {
             let frame = match dialect {
-                Dialect::Signaller => signaller_message(Some(&target_peer), &from, &s.data),
-                Dialect::Json => json_frame
+                Dialect::Signaller => signaller_message(Some(&target_peer), &from, &s.data, None),
+                Dialect::Json | Dialect::Broadcaster => json_frame
                     .get_or_insert_with(|| {
                         json::direct(from.as_str(), &s.data, Some(&grants.metadata))
                     })
@@ -377,6 +463,16 @@ impl Hub {
         }
         if by_pattern.is_empty() {
             self.patterns.remove(tenant);
+        }
+    }
+}
+
+impl Hub {
+    /// A fresh message id and the wall-clock time now.
+    pub(super) fn stamp(&mut self) -> Stamp {
+        Stamp {
+            number: self.message_ids.next_u64(),
+            unix_ms: self.unix_ms(self.now),
         }
     }
 }

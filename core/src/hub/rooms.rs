@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::fanout::Frames;
-use super::pubsub::{Payload, direct_frame, message_frames};
+use super::pubsub::{Message, Payload, direct_frame, message_frames};
 use super::{Departure, Event, Hub};
 use crate::codes::ErrorCode;
 use crate::ids::{ChannelId, ConnId, PeerId, validate_peer_id};
@@ -116,7 +116,8 @@ impl Hub {
             .get(t.target.as_str())
             .into_iter()
             .flat_map(|p| &p.conns)
-            .filter(|&&c| c != conn)
+            // The Broadcaster has no direct messages: its members are not targets.
+            .filter(|&&c| c != conn && ch.members[&c].dialect != Dialect::Broadcaster)
             .map(|c| (*c, ch.members[c].dialect))
             .collect();
         let meta = Arc::clone(&ch.peers[&peer].metadata);
@@ -134,7 +135,7 @@ impl Hub {
         for (target, dialect) in targets {
             let frame = match dialect {
                 Dialect::Signaller => t.frame.clone(),
-                Dialect::Json => direct_frame(&peer, &meta, &payload),
+                Dialect::Json | Dialect::Broadcaster => direct_frame(&peer, &meta, &payload),
             };
             self.send(target, frame);
         }
@@ -170,13 +171,16 @@ impl Hub {
             name: &s.name,
             args: &s.frame[s.args_at..],
         };
-        let mut frames = Frames::new(message_frames(
-            &name,
-            &peer,
-            &meta,
-            &payload,
-            Some(&s.frame),
-        ));
+        let stamp = self.stamp();
+        let message = Message {
+            channel: &name,
+            from: &peer,
+            meta: &meta,
+            payload: &payload,
+            event: None,
+            stamp,
+        };
+        let mut frames = Frames::new(message_frames(message, Some(&s.frame)));
         let deliveries = self.deliver(&tenant, &name, Some(conn), &mut frames);
         self.event(Event::Routed { conn, deliveries });
     }

@@ -40,6 +40,13 @@ pub(crate) enum Seen {
     Direct { from: String, data: Bytes },
     /// JSON `presence`.
     Presence(Presence),
+    /// Broadcaster push (`{"method":"message","params":{..}}`).
+    Push {
+        channel: String,
+        event: String,
+        data: Bytes,
+        seq: u64,
+    },
 }
 
 /// A JSON presence frame.
@@ -87,6 +94,7 @@ pub(crate) fn parse(dialect: Dialect, frame: &Bytes) -> Seen {
     match dialect {
         Dialect::Signaller => parse_signaller(frame),
         Dialect::Json => parse_json(frame),
+        Dialect::Broadcaster => parse_broadcaster(frame),
     }
 }
 
@@ -171,6 +179,67 @@ fn parse_json(frame: &Bytes) -> Seen {
             truncated: f.truncated.unwrap_or(false),
         }),
         other => panic!("unexpected JSON frame type {other}: {frame:?}"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BroadcasterFrame<'a> {
+    #[serde(borrow)]
+    request_id: Option<&'a RawValue>,
+    result: Option<Value>,
+    error: Option<BroadcasterError>,
+    method: Option<String>,
+    #[serde(borrow)]
+    params: Option<PushParams<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcasterError {
+    code: String,
+    #[allow(dead_code)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PushParams<'a> {
+    id: String,
+    seq: u64,
+    create_time: String,
+    channel: String,
+    event: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// A Broadcaster frame: an answer (`Ack` with the request id literal, `requestId`
+/// present even when `null`), an error (its Broadcaster code), or a push. Panics on
+/// anything else, or on a push whose id or time is not of the documented shape.
+fn parse_broadcaster(frame: &Bytes) -> Seen {
+    let f: BroadcasterFrame<'_> = serde_json::from_slice(frame)
+        .unwrap_or_else(|e| panic!("hub sent a bad Broadcaster frame {frame:?}: {e}"));
+    match (f.result, f.error, f.method.as_deref(), f.params) {
+        (Some(_), None, None, None) => {
+            Seen::Ack(f.request_id.expect("answers echo the id").get().to_owned())
+        }
+        (None, Some(e), None, None) => Seen::Error(e.code),
+        (None, None, Some("message"), Some(p)) => {
+            assert!(
+                p.id.len() == 20 && p.id.starts_with("msg-"),
+                "push id {}",
+                p.id
+            );
+            assert_eq!(p.create_time.len(), 24, "createTime {}", p.create_time);
+            Seen::Push {
+                channel: p.channel,
+                event: p.event,
+                data: frame.slice_ref(p.payload.get().as_bytes()),
+                seq: p.seq,
+            }
+        }
+        _ => panic!("unexpected Broadcaster frame {frame:?}"),
     }
 }
 

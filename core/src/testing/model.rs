@@ -44,8 +44,11 @@ use super::ops::{
 use super::{TEST_UNIX_MS, keyed_config, test_key};
 use crate::config::{Grant, PublishableKey, Quota};
 use crate::token::{Permissions, mint};
+use crate::wire::broadcaster;
 use crate::wire::{Announce, Command, DecodeError};
-use crate::{CloseCode, Config, ConnId, Credentials, Dialect, Event, Hub, Input, Open, Output};
+use crate::{
+    CloseCode, Config, ConnId, Credentials, Dialect, ErrorCode, Event, Hub, Input, Open, Output,
+};
 
 /// Runs the operations `data` decodes to against a hub and the model, checking after
 /// every step. Panics on the first divergence, with a trace of the run.
@@ -160,6 +163,8 @@ enum Auth {
 struct Sub {
     presence: bool,
     meta: bool,
+    /// Broadcaster pushes this subscription has had (the next one is `seq + 1`).
+    seq: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -241,6 +246,32 @@ enum Exp {
     Direct {
         from: String,
     },
+    /// A Broadcaster push; `data: None` as for `Message`.
+    Push {
+        channel: String,
+        event: String,
+        data: Option<Bytes>,
+        command: Option<String>,
+        seq: u64,
+    },
+}
+
+/// A channel message as the model delivers it.
+struct Delivery<'a> {
+    channel: &'a str,
+    from: &'a str,
+    /// What rtc-signaller members get.
+    signaller_frame: &'a Bytes,
+    /// The JSON value, or `None` for an rtc-signaller command named `command`.
+    data: Option<Bytes>,
+    command: Option<String>,
+    /// The Broadcaster event the publisher named.
+    event: Option<&'a str>,
+}
+
+/// True when `data` carries the rtc-signaller command `name` (`{"command":..}`).
+fn carries_command(data: &[u8], name: &str) -> bool {
+    serde_json::from_slice::<Value>(data).is_ok_and(|v| v["command"].as_str() == Some(name))
 }
 
 impl Exp {
@@ -282,6 +313,27 @@ impl Exp {
                     })
             }
             (Self::Direct { from }, Seen::Direct { from: f, .. }) => from == f,
+            (
+                Self::Push {
+                    channel,
+                    event,
+                    data,
+                    command,
+                    seq,
+                },
+                Seen::Push {
+                    channel: ch,
+                    event: e,
+                    data: d,
+                    seq: s,
+                },
+            ) => {
+                channel == ch
+                    && event == e
+                    && seq == s
+                    && data.as_ref().is_none_or(|data| data == d)
+                    && command.as_ref().is_none_or(|name| carries_command(d, name))
+            }
             _ => false,
         }
     }
@@ -296,6 +348,11 @@ struct Observed {
     close_order: Vec<usize>,
     lefts: Vec<(String, String, bool)>,
     log: Vec<String>,
+    /// The code of each connection's first refusal (Broadcaster error frames show
+    /// only the coarser Broadcaster code).
+    refused: BTreeMap<usize, ErrorCode>,
+    /// Peer ids bound at authentication (a Broadcaster peer has no `welcome`).
+    authenticated: BTreeMap<usize, String>,
 }
 
 /// What an operation leads the model to expect, beyond departures.
@@ -334,7 +391,7 @@ pub struct Run {
 const MAX_CONNS: usize = 12;
 
 /// Refusal codes, for the coverage counts.
-const REFUSALS: [&str; 16] = [
+const REFUSALS: [&str; 18] = [
     "refused: invalid_message",
     "refused: unauthenticated",
     "refused: already_authenticated",
@@ -350,6 +407,8 @@ const REFUSALS: [&str; 16] = [
     "refused: peer_not_found",
     "refused: over_message_rate",
     "refused: over_message_quota",
+    "refused: already_subscribed",
+    "refused: not_subscribed",
     "refused: unknown",
 ];
 const GARBAGE_TOKEN: &str = "not-a-jwt";
@@ -378,7 +437,18 @@ impl Run {
     pub fn step(&mut self, op: &Op) {
         self.trace.push(format!("op {op:?}"));
         match op {
-            Op::Open { json, creds } => self.open(*json, creds),
+            Op::Open {
+                json,
+                broadcaster,
+                creds,
+            } => {
+                let dialect = match (broadcaster, json) {
+                    (true, _) => Dialect::Broadcaster,
+                    (false, true) => Dialect::Json,
+                    (false, false) => Dialect::Signaller,
+                };
+                self.open(dialect, creds);
+            }
             Op::Frame { conn, frame } => {
                 if let Some(idx) = self.pick(*conn) {
                     let bytes = self.render(idx, frame);
@@ -496,7 +566,10 @@ impl Run {
             Expiry::InLeeway => Some(now - 3),
             Expiry::Missing => None,
         };
-        let mut claims = json!({ "sub": sub, "channels": grants, "permissions": names });
+        // Every token names the Broadcaster audience (the other dialects ignore it).
+        let mut claims = json!({
+            "sub": sub, "aud": "broadcaster", "channels": grants, "permissions": names,
+        });
         if let Some(exp) = exp {
             claims["exp"] = json!(exp);
         }
@@ -583,15 +656,11 @@ impl Run {
 
     // ------------------------------------------------------------------ steps
 
-    fn open(&mut self, json: bool, creds: &Creds) {
+    fn open(&mut self, dialect: Dialect, creds: &Creds) {
         if self.conns.len() >= MAX_CONNS {
             return;
         }
-        let dialect = if json {
-            Dialect::Json
-        } else {
-            Dialect::Signaller
-        };
+        let json = dialect == Dialect::Json;
         let token = match creds {
             Creds::Token(spec) => Some(self.mint(spec)),
             Creds::Garbage => Some(GARBAGE_TOKEN.to_owned()),
@@ -663,7 +732,9 @@ impl Run {
                             | Permissions::SUBSCRIBE
                             | Permissions::PRESENCE,
                     };
-                    self.authenticate(idx, grants, "t2", welcome);
+                    // A Broadcaster peer has no `welcome`: its id is in the event.
+                    let peer = welcome.or_else(|| obs.authenticated.get(&idx).cloned());
+                    self.authenticate(idx, grants, "t2", peer);
                     if json {
                         fx.expect(idx, Exp::Welcome(None));
                     }
@@ -671,8 +742,9 @@ impl Run {
                     self.check(closed == Some(4001), "an unknown key was not closed 4001");
                 }
             }
+            // The Broadcaster never gets the anonymous grant: it authenticates in band.
             _ => match &self.config.auth.anonymous {
-                Some(g) => {
+                Some(g) if dialect != Dialect::Broadcaster => {
                     self.check(closed.is_none(), "an anonymous connection was closed");
                     let grants = Grants {
                         channels: g.channels.clone(),
@@ -684,16 +756,16 @@ impl Run {
                         fx.expect(idx, Exp::Welcome(None));
                     }
                 }
-                None => self.check(
+                _ => self.check(
                     closed.is_none(),
                     "a connection was closed before its auth timeout",
                 ),
             },
         }
-        if json && matches!(self.conns[idx].auth, Auth::Ready { .. }) {
+        if dialect != Dialect::Signaller && matches!(self.conns[idx].auth, Auth::Ready { .. }) {
             self.check(
                 self.conns[idx].peer.as_ref().is_some_and(|p| !p.is_empty()),
-                "an authenticated JSON connection has no peer id",
+                "an authenticated JSON or Broadcaster connection has no peer id",
             );
         }
         if closed.is_some() {
@@ -823,13 +895,30 @@ impl Run {
                 _ => None,
             })
         });
+        // A Broadcaster error frame carries the coarse Broadcaster code: the model
+        // judges the hub's own code (from the event) and checks the frame maps it.
+        let (error, wire_error) = match (dialect, error) {
+            (Dialect::Broadcaster, Some(wire)) => {
+                let Some(&code) = obs.refused.get(&idx) else {
+                    self.fail(format!("#{idx} got error {wire} without a Refused event"));
+                };
+                self.check(
+                    broadcaster::error_code(code) == wire,
+                    format!("#{idx}: {code} shown as {wire}"),
+                );
+                (Some(code.as_str().to_owned()), Some(wire))
+            }
+            (_, error) => (error.clone(), error),
+        };
         if let Some(code) = obs.closes.get(&idx).map(|c| c.0) {
             let pending = matches!(self.conns[idx].auth, Auth::Pending { .. });
             let ok = match (&decoded, code) {
                 (_, 4011) => true,
                 (Err(DecodeError::TooLarge { .. }), 1009) => true,
                 (Ok(Command::Auth(a)), 4001 | 4002) => {
-                    pending && self.verdict(&a.token.0).err() == Some(code)
+                    pending
+                        && dialect != Dialect::Broadcaster
+                        && self.verdict(&a.token.0).err() == Some(code)
                 }
                 _ => false,
             };
@@ -848,16 +937,16 @@ impl Run {
                         e.as_deref() == Some("over_message_rate"),
                         "an oversize frame was neither closed nor refused for rate",
                     );
-                    fx.expect(idx, Exp::Error("over_message_rate".into()));
+                    fx.expect(idx, Exp::Error(wire_error.unwrap_or_default()));
                 }
                 (Err(_), e) => {
                     let ok = matches!(e.as_deref(), Some("invalid_message" | "over_message_rate"));
                     self.check(ok, format!("a malformed frame got {e:?}"));
-                    fx.expect(idx, Exp::Error(e.unwrap_or_default()));
+                    fx.expect(idx, Exp::Error(wire_error.unwrap_or_default()));
                 }
                 (Ok(cmd), Some(code)) => {
                     self.refused(idx, &cmd, &code);
-                    fx.expect(idx, Exp::Error(code));
+                    fx.expect(idx, Exp::Error(wire_error.unwrap_or_default()));
                 }
                 (Ok(cmd), None) => self.accepted(idx, cmd, &mut fx),
             }
@@ -913,8 +1002,21 @@ impl Run {
             Command::To(_) | Command::Send(_) => Some(Permissions::SEND),
             _ => None,
         };
+        let broadcaster = c.dialect == Dialect::Broadcaster;
         let ok = match code {
-            "unauthenticated" => pending,
+            // A Broadcaster's refused token is answered, not closed.
+            "unauthenticated" => match cmd {
+                Command::Auth(a) if broadcaster => pending && self.verdict(&a.token.0).is_err(),
+                _ => pending,
+            },
+            "already_subscribed" => match cmd {
+                Command::Subscribe(s) => broadcaster && c.subs.contains_key(&s.channel),
+                _ => false,
+            },
+            "not_subscribed" => match cmd {
+                Command::Unsubscribe(u) => broadcaster && !c.subs.contains_key(&u.channel),
+                _ => false,
+            },
             "already_authenticated" => !pending && matches!(cmd, Command::Auth(_)),
             "not_in_room" => c.room.is_none() || c.peer.is_none(),
             "action_not_permitted" => perm.is_some_and(|p| !c.can(p)),
@@ -954,6 +1056,7 @@ impl Run {
             Command::Publish(_) => "accepted publish",
             Command::Send(_) => "accepted send",
             Command::Auth(_) => "accepted auth",
+            Command::Ping(_) => "accepted ping",
         });
         let pending = matches!(self.conns[idx].auth, Auth::Pending { .. });
         if pending {
@@ -971,7 +1074,9 @@ impl Run {
             };
             self.authenticate_token(idx, &info);
             if let Command::Auth(a) = &cmd {
-                fx.expect(idx, Exp::Welcome(Some(info.sub)));
+                if self.conns[idx].dialect == Dialect::Json {
+                    fx.expect(idx, Exp::Welcome(Some(info.sub)));
+                }
                 if let Some(rid) = &a.request_id {
                     fx.expect(idx, Exp::Ack(rid.as_json().to_owned()));
                 }
@@ -994,6 +1099,14 @@ impl Run {
         let tenant = c.tenant.clone();
         match cmd {
             Command::Auth(_) => self.fail("a second auth was accepted"),
+            Command::Ping(p) => {
+                self.check(
+                    c.dialect == Dialect::Broadcaster,
+                    "ping decoded in a dialect without it",
+                );
+                let rid = p.request_id.expect("Broadcaster requests have ids");
+                fx.expect(idx, Exp::Ack(rid.as_json().to_owned()));
+            }
             Command::Announce(a) => self.announce(idx, a, fx),
             Command::Leave(l) => {
                 let room = c.room.clone();
@@ -1040,7 +1153,15 @@ impl Run {
                 );
                 let room = c.room.clone().expect("accepted room messages have a room");
                 let from = peer.expect("checked");
-                self.deliver(idx, &room, &from, &s.frame, None, Some(s.name), fx);
+                let message = Delivery {
+                    channel: &room,
+                    from: &from,
+                    signaller_frame: &s.frame,
+                    data: None,
+                    command: Some(s.name),
+                    event: None,
+                };
+                self.deliver(idx, &message, fx);
             }
             Command::Subscribe(s) => {
                 self.check(
@@ -1061,7 +1182,12 @@ impl Run {
                     already || c.subs.len() + c.patterns.len() < 3,
                     "subscribed beyond the channel limit",
                 );
-                let presence = c.can(Permissions::PRESENCE);
+                let broadcaster = c.dialect == Dialect::Broadcaster;
+                self.check(
+                    !broadcaster || !(wildcard || already),
+                    "a Broadcaster wildcard or repeated subscribe was accepted",
+                );
+                let presence = c.can(Permissions::PRESENCE) && !broadcaster;
                 let peer = peer.expect("JSON peers are bound");
                 let key = (tenant, s.channel.clone());
                 let was_in = before_has(&self.membership(), &key, &peer);
@@ -1074,6 +1200,7 @@ impl Run {
                         Sub {
                             presence,
                             meta: s.include_sender_metadata,
+                            seq: 0,
                         },
                     );
                     if presence {
@@ -1099,6 +1226,10 @@ impl Run {
                 }
             }
             Command::Unsubscribe(u) => {
+                self.check(
+                    c.dialect != Dialect::Broadcaster || c.subs.contains_key(&u.channel),
+                    "a Broadcaster unsubscribe from nothing was accepted",
+                );
                 let c = &mut self.conns[idx];
                 if u.channel.contains('*') {
                     c.patterns.remove(&u.channel);
@@ -1120,8 +1251,22 @@ impl Run {
                 let from = peer.expect("JSON peers are bound");
                 let mut raw = format!("/message|{from}|").into_bytes();
                 raw.extend_from_slice(&pipe_escaped(&p.data));
+                if let Some(event) = &p.event {
+                    raw.push(b'|');
+                    raw.extend_from_slice(&pipe_escaped(
+                        serde_json::to_string(event).expect("str").as_bytes(),
+                    ));
+                }
                 let raw = Bytes::from(raw);
-                self.deliver(idx, &p.channel, &from, &raw, Some(p.data), None, fx);
+                let message = Delivery {
+                    channel: &p.channel,
+                    from: &from,
+                    signaller_frame: &raw,
+                    data: Some(p.data.clone()),
+                    command: None,
+                    event: p.event.as_deref(),
+                };
+                self.deliver(idx, &message, fx);
                 if let Some(rid) = &p.request_id {
                     fx.expect(idx, Exp::Ack(rid.as_json().to_owned()));
                 }
@@ -1211,35 +1356,38 @@ impl Run {
     }
 
     /// Expects a channel message from `sender` on `channel` at every member and every
-    /// matching pattern subscriber but the sender.
-    #[allow(clippy::too_many_arguments)]
-    fn deliver(
-        &self,
-        sender: usize,
-        channel: &str,
-        from: &str,
-        signaller_frame: &Bytes,
-        data: Option<Bytes>,
-        command: Option<String>,
-        fx: &mut Effects,
-    ) {
-        let tenant = &self.conns[sender].tenant;
+    /// matching pattern subscriber but the sender. A Broadcaster member's subscription
+    /// counts the push.
+    fn deliver(&mut self, sender: usize, m: &Delivery<'_>, fx: &mut Effects) {
+        let channel = m.channel;
+        let tenant = self.conns[sender].tenant.clone();
         let key = (tenant.clone(), channel.to_owned());
         let members = self.membership().remove(&key).unwrap_or_default();
         let message = |meta| Exp::Message {
             channel: channel.to_owned(),
-            from: from.to_owned(),
-            data: data.clone(),
-            command: command.clone(),
+            from: m.from.to_owned(),
+            data: m.data.clone(),
+            command: m.command.clone(),
             meta,
         };
-        for (idx, c) in self.conns.iter().enumerate() {
-            if idx == sender || !c.alive || &c.tenant != tenant {
+        for (idx, c) in self.conns.iter_mut().enumerate() {
+            if idx == sender || !c.alive || c.tenant != tenant {
                 continue;
             }
             if members.contains_key(&idx) {
                 let exp = match c.dialect {
-                    Dialect::Signaller => Exp::Raw(signaller_frame.clone()),
+                    Dialect::Signaller => Exp::Raw(m.signaller_frame.clone()),
+                    Dialect::Broadcaster => {
+                        let sub = c.subs.get_mut(channel).expect("members hold the sub");
+                        sub.seq += 1;
+                        Exp::Push {
+                            channel: channel.to_owned(),
+                            event: m.event.unwrap_or("message").to_owned(),
+                            data: m.data.clone(),
+                            command: m.command.clone(),
+                            seq: sub.seq,
+                        }
+                    }
                     _ => message(c.subs.get(channel).is_some_and(|s| s.meta)),
                 };
                 fx.expect(idx, exp);
@@ -1269,7 +1417,9 @@ impl Run {
             .unwrap_or_default();
         members
             .into_iter()
-            .filter(|(m, p)| *m != idx && p == target)
+            .filter(|(m, p)| {
+                *m != idx && p == target && self.conns[*m].dialect != Dialect::Broadcaster
+            })
             .map(|(m, _)| m)
             .collect()
     }
@@ -1282,6 +1432,7 @@ impl Run {
                 let c = &self.conns[m];
                 m != idx
                     && c.alive
+                    && c.dialect != Dialect::Broadcaster
                     && &c.tenant == tenant
                     && matches!(c.auth, Auth::Ready { .. })
                     && c.peer.as_deref() == Some(target)
@@ -1334,6 +1485,21 @@ impl Run {
                     obs.close_order.push(idx);
                 }
                 Output::Event(e) => {
+                    match &e {
+                        Event::Refused { conn, code } => {
+                            let idx = self.index(*conn);
+                            obs.refused.entry(idx).or_insert(*code);
+                        }
+                        Event::Authenticated {
+                            conn,
+                            peer: Some(peer),
+                            ..
+                        } => {
+                            let idx = self.index(*conn);
+                            obs.authenticated.insert(idx, peer.as_str().to_owned());
+                        }
+                        _ => {}
+                    }
                     if let Event::Left {
                         peer,
                         channel,
@@ -1518,7 +1684,7 @@ impl Run {
                         && !obs.closes.contains_key(&m);
                     self.check(ok, format!("presence for {} to non-member #{m}", p.channel));
                 }
-                if let Seen::Message { channel, .. } = s {
+                if let Seen::Message { channel, .. } | Seen::Push { channel, .. } = s {
                     let subscribed =
                         c.subs.contains_key(channel) || c.patterns.keys().any(|p| glob(p, channel));
                     let granted = c.grants().is_some_and(|g| g.allows(channel));
@@ -1533,6 +1699,10 @@ impl Run {
             match seen.0 {
                 Seen::Message { .. } | Seen::Direct { .. } | Seen::Signal => {
                     self.coverage.add("delivery");
+                }
+                Seen::Push { .. } => {
+                    self.coverage.add("delivery");
+                    self.coverage.add("broadcaster push");
                 }
                 Seen::Presence(_) => self.coverage.add("presence frame"),
                 _ => {}
@@ -1596,8 +1766,16 @@ impl Run {
     fn render(&mut self, idx: usize, spec: &FrameSpec) -> Vec<u8> {
         let max = self.config.limits.max_frame_bytes;
         let json = self.conns[idx].dialect == Dialect::Json;
+        let broadcaster = self.conns[idx].dialect == Dialect::Broadcaster;
         let (kind, a, b, cc, token) = match spec {
             FrameSpec::Raw(bytes) => return bytes.clone(),
+            FrameSpec::Oversize if broadcaster => {
+                let head = br#"{"id":1,"method":"publish","params":{"channel":"r1","payload":""#;
+                let mut f = head.to_vec();
+                f.resize(max + 1 - 3, b'x');
+                f.extend_from_slice(b"\"}}");
+                return f;
+            }
             FrameSpec::Oversize => {
                 let mut f = if json {
                     br#"{"type":"publish","channel":"r1","data":""#.to_vec()
@@ -1660,6 +1838,9 @@ impl Run {
                 _ => pick(i >> 3, &CHANNELS),
             }
         };
+        if broadcaster {
+            return self.render_broadcaster(idx, (kind, a, b, cc), token, pending);
+        }
         if json {
             let rid = match cc & 15 {
                 0..3 => String::new(),
@@ -1781,6 +1962,81 @@ impl Run {
             _ => golden(a, &own, &any_peer(b)),
         };
         text.into_bytes()
+    }
+}
+
+impl Run {
+    /// A Broadcaster request: kinds as in JSON (subscribe 0..4, unsubscribe 4..6,
+    /// publish 6..11, then `ping` 11..14 where JSON has `send`, and `auth`), ids a mix
+    /// of numbers and strings, a few invalid.
+    fn render_broadcaster(
+        &self,
+        idx: usize,
+        (kind, a, b, cc): (u8, u8, u8, u8),
+        token: Option<String>,
+        pending: bool,
+    ) -> Vec<u8> {
+        let pick = |i: u8, list: &[&'static str]| list[usize::from(i) % list.len()];
+        let quoted = |s: &str| serde_json::to_string(s).expect("str");
+        let id = match cc & 15 {
+            0..6 => cc.to_string(),
+            12 => quoted(&"r".repeat(129)),
+            13 => "true".to_owned(),
+            14 => "-2.5e1".to_owned(),
+            n => quoted(&format!("q{n}|")),
+        };
+        let channel = match a % 8 {
+            0..4 => CHANNELS[usize::from(a >> 3) % 2],
+            4..7 => CHANNELS[usize::from(a >> 3) % 5],
+            _ => pick(a >> 3, &CHANNELS),
+        };
+        let kind = if pending && kind % 4 != 3 {
+            255
+        } else {
+            kind % 16
+        };
+        let (method, params) = match kind {
+            0..4 => {
+                let target = if b & 6 == 6 {
+                    pick(a, &PATTERNS)
+                } else {
+                    channel
+                };
+                ("subscribe", format!(r#"{{"channel":{}}}"#, quoted(target)))
+            }
+            4 | 5 => {
+                let subs = &self.conns[idx].subs;
+                let target = match subs.keys().nth(usize::from(a) % subs.len().max(1)) {
+                    Some(s) if b & 1 == 0 => s.clone(),
+                    _ => channel.to_owned(),
+                };
+                (
+                    "unsubscribe",
+                    format!(r#"{{"channel":{}}}"#, quoted(&target)),
+                )
+            }
+            6..11 => {
+                let event = match b >> 5 {
+                    0..3 => String::new(),
+                    3 => r#","event":null"#.to_owned(),
+                    n => format!(r#","event":"{}""#, pick(n, &SIGNALS)),
+                };
+                let payload = match DATA[usize::from(b) % DATA.len()] {
+                    Some(d) => format!(r#","payload":{d}"#),
+                    None => String::new(),
+                };
+                (
+                    "publish",
+                    format!(r#"{{"channel":{}{event}{payload}}}"#, quoted(channel)),
+                )
+            }
+            11..14 => ("ping", "null".to_owned()),
+            _ => {
+                let t = token.unwrap_or_else(|| GARBAGE_TOKEN.to_owned());
+                ("auth", format!(r#"{{"token":"{t}"}}"#))
+            }
+        };
+        format!(r#"{{"id":{id},"method":"{method}","params":{params}}}"#).into_bytes()
     }
 }
 

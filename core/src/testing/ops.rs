@@ -131,6 +131,8 @@ pub enum Op {
     Open {
         /// rtc-signaller (`false`) or JSON (`true`).
         json: bool,
+        /// The Broadcaster (overrides `json`).
+        broadcaster: bool,
         /// What it offers.
         creds: Creds,
     },
@@ -171,6 +173,9 @@ const TAG_BLOCKED: u8 = 29;
 const TAG_ADVANCE: u8 = 30;
 const TAGS: u8 = 32;
 
+/// An open is a Broadcaster connection when these bits of its flags are set (one in
+/// four).
+const BROADCASTER_BITS: u8 = 0x30;
 const KIND_RAW: u8 = 61;
 const KIND_OVERSIZE: u8 = 60;
 const KINDS: u8 = 64;
@@ -268,6 +273,7 @@ impl Op {
                 };
                 Self::Open {
                     json: flags & 1 == 1,
+                    broadcaster: flags & BROADCASTER_BITS == BROADCASTER_BITS,
                     creds,
                 }
             }
@@ -318,9 +324,13 @@ impl Op {
     /// Appends the bytes [`Op::decode`] reads back as this operation.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Open { json, creds } => {
+            Self::Open {
+                json,
+                broadcaster,
+                creds,
+            } => {
                 out.push(TAG_OPEN);
-                let j = u8::from(*json);
+                let j = u8::from(*json) | if *broadcaster { BROADCASTER_BITS } else { 0 };
                 match creds {
                     Creds::None => out.push(j),
                     Creds::Key(true) => out.push(j | (2 << 1)),
@@ -445,7 +455,16 @@ impl SeededBytes {
 /// `hub_ops` corpus and run in the property test. Each is `(name, variant, ops)`.
 pub fn scenarios() -> Vec<(&'static str, u8, Vec<Op>)> {
     let full = |sub| Creds::Token(TokenSpec::full(sub));
-    let open = |json, creds| Op::Open { json, creds };
+    let open = |json, creds| Op::Open {
+        json,
+        broadcaster: false,
+        creds,
+    };
+    let open_broadcaster = |creds| Op::Open {
+        json: false,
+        broadcaster: true,
+        creds,
+    };
     let built = |conn, kind, a, b, c| Op::Frame {
         conn,
         frame: FrameSpec::Built {
@@ -559,7 +578,32 @@ pub fn scenarios() -> Vec<(&'static str, u8, Vec<Op>)> {
             graceful: true,
         },
     ];
+    // Broadcaster kinds: subscribe 0, unsubscribe 4, publish 6, ping 11, auth 14.
+    let ping = 11;
+    let broadcaster = vec![
+        open_broadcaster(Creds::None), // #0 authenticates in band
+        open_broadcaster(full(1)),     // #1 bob, token at connect
+        open(true, full(0)),           // #2 alice (JSON)
+        open(false, full(2)),          // #3 carol (rtc-signaller)
+        built(0, subscribe, 3, 1, 1),  // #0 is pending: auth as dave
+        built(0, subscribe, 0, 1, 1),  // dave subscribes r1
+        built(1, subscribe, 0, 1, 2),  // bob subscribes r1
+        built(1, subscribe, 0, 1, 3),  // again: already_subscribed
+        built(2, subscribe, 0, 1, 4),  // alice subscribes r1
+        built(3, announce, 0, 0, 0),   // carol announces into r1
+        built(1, publish, 0, 0, 5),    // bob publishes: pushes with seq 1
+        built(2, publish, 0, 1, 6),    // alice publishes: seq 2
+        built(3, signal, 1, 0, 0),     // carol's pass-through: seq 3
+        built(0, ping, 0, 0, 7),
+        built(0, unsubscribe, 0, 0, 8),
+        built(0, unsubscribe, 0, 0, 9), // not_subscribed
+        built(1, subscribe, 4, 6, 10),  // a wildcard: invalid_channel
+        open_broadcaster(Creds::None),  // #4 never authenticates
+        built(4, 7, 0, 0, 3),           // a publish (kind 3 mod 4): unauthenticated
+        Op::Advance(Step::AuthTimeout),
+    ];
     vec![
+        ("broadcaster", 8, broadcaster),
         ("crowded", 8, crowded),
         ("golden_session", 8, golden_session),
         ("pubsub", 8, pubsub),

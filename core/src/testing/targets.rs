@@ -98,6 +98,100 @@ pub fn json_decode(data: &[u8]) {
     }
 }
 
+/// `broadcaster_decode`: any bytes through The Broadcaster's codec. It never panics;
+/// request ids are JSON numbers or strings of at most 128 characters; a publish's
+/// payload is the sender's JSON byte for byte; every decoded request, written back
+/// as a Broadcaster frame, decodes to the same command; and the frames the server
+/// answers it with (an error echoing its id, a push with any `seq` spliced in) are
+/// JSON objects of the documented shape.
+pub fn broadcaster_decode(data: &[u8]) {
+    use crate::codes::ErrorCode;
+    use crate::wire::broadcaster::{self, Push, Stamp};
+
+    let check_rid = |rid: Option<&RequestId>| -> Value {
+        let rid = rid.expect("every Broadcaster request has an id");
+        let v: Value = serde_json::from_str(rid.as_json()).expect("ids are JSON literals");
+        match &v {
+            Value::String(s) => assert!(s.chars().count() <= broadcaster::MAX_REQUEST_ID_CHARS),
+            Value::Number(_) => assert!(rid.as_json().len() <= broadcaster::MAX_REQUEST_ID_CHARS),
+            other => panic!("a request id decoded as {other}"),
+        }
+        v
+    };
+    let quoted = |s: &str| serde_json::to_string(s).expect("strings serialise");
+    let command = match Dialect::Broadcaster.decode(Bytes::copy_from_slice(data)) {
+        Ok(command) => command,
+        Err(DecodeError::Malformed { request_id, reason }) => {
+            let frame = broadcaster::error(ErrorCode::InvalidMessage, reason, request_id.as_ref());
+            let v: Value = serde_json::from_slice(&frame).expect("error frames are JSON");
+            let id = request_id.as_ref().map(|r| check_rid(Some(r)));
+            assert_eq!(v["requestId"], id.unwrap_or(Value::Null));
+            assert_eq!(v["error"]["code"], "InvalidArgument");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (rid, method, params) = match &command {
+        Command::Auth(a) => (
+            &a.request_id,
+            "auth",
+            format!(r#"{{"token":{}}}"#, quoted(&a.token.0)),
+        ),
+        Command::Subscribe(s) => {
+            assert!(!s.include_sender_metadata);
+            (
+                &s.request_id,
+                "subscribe",
+                format!(r#"{{"channel":{}}}"#, quoted(&s.channel)),
+            )
+        }
+        Command::Unsubscribe(u) => (
+            &u.request_id,
+            "unsubscribe",
+            format!(r#"{{"channel":{}}}"#, quoted(&u.channel)),
+        ),
+        Command::Publish(p) => {
+            is_json(&p.data);
+            let event = p.event.as_deref().map_or_else(|| "null".to_owned(), quoted);
+            let params = format!(
+                r#"{{"channel":{},"event":{event},"payload":{}}}"#,
+                quoted(&p.channel),
+                String::from_utf8_lossy(&p.data)
+            );
+            // The push that carries it is JSON whatever `seq` is spliced in.
+            let stamp = Stamp {
+                number: u64::from(data.len() as u32),
+                unix_ms: TEST_UNIX * 1000,
+            };
+            let push = Push::new(
+                &stamp,
+                &p.channel,
+                p.event.as_deref().unwrap_or("message"),
+                &p.data,
+            );
+            for seq in [1, u64::MAX] {
+                let v: Value =
+                    serde_json::from_slice(&push.with_seq(seq)).expect("pushes are JSON");
+                assert_eq!(v["params"]["seq"], json!(seq));
+                assert_eq!(v["params"]["channel"], json!(p.channel));
+            }
+            (&p.request_id, "publish", params)
+        }
+        Command::Ping(p) => (&p.request_id, "ping", "null".to_owned()),
+        other => panic!("the Broadcaster codec produced {other:?}"),
+    };
+    let id = rid.as_ref().expect("every Broadcaster request has an id");
+    check_rid(Some(id));
+    let again = format!(
+        r#"{{"id":{},"method":"{method}","params":{params}}}"#,
+        id.as_json()
+    );
+    let decoded = Dialect::Broadcaster
+        .decode(Bytes::from(again))
+        .expect("a re-written request decodes");
+    assert_eq!(decoded, command, "round trip through a written frame");
+}
+
 /// The JSON payload of `/to|<target>|/announce|<sender>|<payload>`.
 fn wrapped_payload(frame: &[u8]) -> Option<serde_json::Map<String, Value>> {
     let text = std::str::from_utf8(frame).ok()?;

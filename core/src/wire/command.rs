@@ -1,4 +1,4 @@
-//! Dialect-neutral commands: what a JSON (or, later, Broadcaster) frame asks of the hub.
+//! Dialect-neutral commands: what a JSON or Broadcaster frame asks of the hub.
 
 use bytes::Bytes;
 
@@ -61,6 +61,9 @@ pub struct Publish {
     pub request_id: Option<RequestId>,
     /// The tenant to publish in (fastpubsub style); `None`: the connection's own.
     pub tenant: Option<String>,
+    /// The Broadcaster's `event` name (`None` from dialects without one; such
+    /// messages reach Broadcaster subscribers as event `message`).
+    pub event: Option<String>,
 }
 
 /// `send`: a direct message to a peer anywhere in the sender's tenant.
@@ -79,6 +82,13 @@ pub struct Send {
 pub struct Auth {
     /// The JWT (never printed by `Debug`).
     pub token: Secret,
+    /// Echoed in the answer.
+    pub request_id: Option<RequestId>,
+}
+
+/// `ping`: a keepalive the server answers with its time (The Broadcaster).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ping {
     /// Echoed in the answer.
     pub request_id: Option<RequestId>,
 }

@@ -109,6 +109,7 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
             data: raw(inbound.data),
             request_id,
             tenant: inbound.tenant.map(Cow::into_owned),
+            event: None,
         }),
         "send" => Command::Send(Send {
             to: inbound
@@ -266,17 +267,23 @@ pub(crate) fn with_tenant(frame: &Bytes, tenant: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// `message`: `data` is spliced in as sent; `fromMetadata` only when asked for.
+/// `message`: `data` is spliced in as sent; `event` when the publisher (a
+/// Broadcaster client) named one; `fromMetadata` only when asked for.
 pub(crate) fn message(
     channel: &str,
     from: &str,
     data: &[u8],
+    event: Option<&str>,
     from_metadata: Option<&Map<String, Value>>,
 ) -> Bytes {
     let out = Writer::new("message")
         .str_field("channel", channel)
         .str_field("from", from)
         .raw_field("data", data);
+    let out = match event {
+        Some(event) => out.str_field("event", event),
+        None => out,
+    };
     match from_metadata {
         Some(m) => out.value_field("fromMetadata", m),
         None => out,

@@ -7,15 +7,16 @@
 
 use bytes::Bytes;
 
+pub mod broadcaster;
 mod command;
 pub mod json;
 pub mod signaller;
 
-pub use command::{Auth, Publish, RequestId, Send, Subscribe, Unsubscribe};
+pub use command::{Auth, Ping, Publish, RequestId, Send, Subscribe, Unsubscribe};
 pub use signaller::{Announce, Leave, Signal, To};
 
 /// The wire languages a connection can speak. Chosen by the transport at open time
-/// (WebSocket path or subprotocol, TCP listener config or `hello` line).
+/// (WebSocket path or subprotocol, QUIC ALPN, TCP listener config or `hello` line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Dialect {
@@ -23,11 +24,13 @@ pub enum Dialect {
     Signaller,
     /// Metered-style JSON objects (`{"type":"publish",..}`).
     Json,
+    /// The Broadcaster's JSON-RPC-style requests (`{"id":1,"method":"publish",..}`).
+    Broadcaster,
 }
 
 impl Dialect {
     /// Every dialect, in a fixed order (for per-dialect caches and metrics).
-    pub const ALL: [Self; 2] = [Self::Signaller, Self::Json];
+    pub const ALL: [Self; 3] = [Self::Signaller, Self::Json, Self::Broadcaster];
 
     /// Parses one inbound frame. Pure and stateless, so transports call it on the
     /// connection's own task and the hub only ever sees typed commands.
@@ -35,6 +38,7 @@ impl Dialect {
         match self {
             Self::Signaller => signaller::decode(frame),
             Self::Json => json::decode(frame),
+            Self::Broadcaster => broadcaster::decode(frame),
         }
     }
 
@@ -43,6 +47,7 @@ impl Dialect {
         match self {
             Self::Signaller => "rtc-signaller",
             Self::Json => "json",
+            Self::Broadcaster => "broadcaster",
         }
     }
 
@@ -55,6 +60,7 @@ impl Dialect {
         match self {
             Self::Signaller => 0,
             Self::Json => 1,
+            Self::Broadcaster => 2,
         }
     }
 }
@@ -81,6 +87,8 @@ pub enum Command {
     Send(Send),
     /// In-band credentials.
     Auth(Auth),
+    /// A keepalive that asks for the server's time (The Broadcaster's `ping`).
+    Ping(Ping),
 }
 
 /// Why a frame could not be decoded. The hub answers it with an error frame in the

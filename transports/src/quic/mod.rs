@@ -1,8 +1,9 @@
 //! QUIC listener on quinn: one bidirectional stream of lines per connection.
 //!
 //! - **Dialect by ALPN.** The client offers one ALPN name, `switchyard-<dialect>`
-//!   ([`alpn`]: `switchyard-json`, `switchyard-rtc-signaller`). An unknown name fails
-//!   the TLS handshake (`no_application_protocol`), before the hub hears of it.
+//!   ([`alpn`]: `switchyard-json`, `switchyard-rtc-signaller`,
+//!   `switchyard-broadcaster`). An unknown name fails the TLS handshake
+//!   (`no_application_protocol`), before the hub hears of it.
 //! - **One stream.** The client opens one bidirectional stream and writes first (a
 //!   frame, or an empty line, which is ignored): QUIC tells the server about a stream
 //!   only when data arrives on it. The hub opens the connection then. The server

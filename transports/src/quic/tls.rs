@@ -257,6 +257,7 @@ mod tests {
     fn alpn_names_map_back_to_their_dialects() {
         assert_eq!(alpn(Dialect::Json), b"switchyard-json");
         assert_eq!(alpn(Dialect::Signaller), b"switchyard-rtc-signaller");
+        assert_eq!(alpn(Dialect::Broadcaster), b"switchyard-broadcaster");
         for dialect in Dialect::ALL {
             assert_eq!(dialect_of(&alpn(dialect)), Some(dialect));
         }

@@ -104,6 +104,14 @@ fn path_picks_the_dialect_and_unknown_paths_or_names_are_404() {
 }
 
 #[test]
+fn the_default_routes_serve_every_dialect() {
+    let routes = Routes::default();
+    assert_eq!(routes.dialect("/"), Some(Dialect::Signaller));
+    assert_eq!(routes.dialect("/v1"), Some(Dialect::Json));
+    assert_eq!(routes.dialect("/broadcaster"), Some(Dialect::Broadcaster));
+}
+
+#[test]
 fn a_trailing_slash_on_the_path_is_ignored() {
     let routes = Routes::new([("/room", "rtc-signaller")]);
     assert_eq!(routes.dialect("/room/"), Some(Dialect::Signaller));
