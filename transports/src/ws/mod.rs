@@ -17,8 +17,9 @@
 //! plain TCP and TLS alike.
 //!
 //! Memory per idle connection is kept small: tungstenite's read and write buffers are
-//! [`WsConfig::read_buffer_size`] and [`WsConfig::write_buffer_size`] (its 128 KiB
-//! default read buffer would cost about that much per idle socket), and no message or
+//! [`WsConfig::read_buffer_size`] (2 KiB: a larger frame grows it for the time it takes
+//! to read) and [`WsConfig::write_buffer_size`] (its 128 KiB default read buffer would
+//! cost about that much per idle socket), and no message or
 //! frame over the hub's `max_frame_bytes` is ever assembled: it is refused with 1009.
 //!
 //! Logs never carry secrets: URIs are logged with `token`/`key` values redacted, and
@@ -122,7 +123,7 @@ impl Default for WsConfig {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 2 * 1024,
             write_buffer_size: 4 * 1024,
             http: None,
             allowed_origins: Vec::new(),
@@ -152,7 +153,10 @@ async fn connection(stream: TcpStream, remote: SocketAddr, driver: DriverHandle,
     // Boxed: the TLS handshake and stream state is most of this future's size, and
     // every plain connection's task would otherwise carry that room for its whole life
     // (the task was 22 KiB instead of 4 KiB per idle connection).
-    Box::pin(tls_connection(stream, tls, remote, driver, config, deadline)).await;
+    Box::pin(tls_connection(
+        stream, tls, remote, driver, config, deadline,
+    ))
+    .await;
 }
 
 async fn tls_connection(
@@ -240,8 +244,13 @@ async fn upgrade_or_fallback<S: HttpIo>(
     let mut open = Open::new(dialect);
     open.credentials = credentials;
     open.remote = Some(remote);
-    let _counted = driver.metrics().track("ws");
-    admission.serve(reader, writer, open).await;
+    let counted = driver.metrics().track("ws");
+    // A task of its own: this one's future is sized for the handshake too, and an idle
+    // connection should hold only what serving it needs.
+    tokio::spawn(async move {
+        let _counted = counted;
+        admission.serve(reader, writer, open).await;
+    });
 }
 
 /// `Upgrade: websocket` among the head's header lines (names and values compared
