@@ -155,7 +155,7 @@ pub async fn run(opts: &FanoutOpts) -> std::io::Result<FanoutResult> {
     let mut publisher = Conn::join(&opts.target, 0, "pub", PUBLISH_PERMS, CHANNEL, false).await?;
     let setup_s = setup.elapsed().as_secs_f64();
     // Let the joins' side traffic (announces, presence) settle before measuring.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(opts.subs.min(300) as u64)).await;
 
     let mut steps = Vec::new();
     let mut seq = 0u64;
@@ -350,7 +350,7 @@ async fn drain(window: &Window) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = window.all.load(Ordering::Relaxed);
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let now = window.all.load(Ordering::Relaxed);
         if now == last {
             return true;

@@ -106,7 +106,8 @@ pub async fn run(opts: &IdleOpts) -> std::io::Result<IdleResult> {
         bytes_per_conn / 1024.0
     );
     // Give the server a moment to close them before whatever runs next.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let most = opts.steps.last().copied().unwrap_or(0) as u64;
+    tokio::time::sleep(Duration::from_micros(most * 100).min(Duration::from_secs(1))).await;
     Ok(IdleResult {
         points,
         bytes_per_conn,

@@ -132,7 +132,8 @@ pub async fn run(opts: &StormOpts) -> std::io::Result<StormResult> {
         over1.saturating_sub(over0)
     );
     // Let the server finish the closes before whatever runs next.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_micros(opts.conns as u64 * 250).min(Duration::from_secs(1)))
+        .await;
     Ok(result)
 }
 
