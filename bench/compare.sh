@@ -183,13 +183,16 @@ for server in "${servers[@]}"; do
         IFS=, read -r -a knee_list <<<"$ksubs"
         for subs in "${knee_list[@]}"; do
             start_server "$server"
-            bench "$server" fanout --subs "$subs" --knee --knee-start $((subs < 1000 ? 25000 : 50000)) \
+            bench "$server" fanout --subs "$subs" --knee --knee-start $((subs < 1000 ? 25000 : 10000)) \
                 --knee-factor "$knee_factor" --duration-ms "$step_ms"
         done
     fi
     if wants "$scenarios" rooms && [ "$server" != baseline ]; then
         start_server "$server"
-        bench "$server" rooms "${rooms_args[@]}"
+        leaves=()
+        # rtc-switchboard and NATS announce no departures: do not wait for them.
+        if [ "$server" = rtc-switchboard ] || [ "$server" = nats ]; then leaves=(--no-leaves); fi
+        bench "$server" rooms "${rooms_args[@]}" "${leaves[@]}"
     fi
     if wants "$scenarios" storm; then
         start_server "$server"

@@ -76,6 +76,7 @@ async fn every_scenario_runs_tiny_and_counts_deliveries() {
         sdp_bytes: 300,
         candidate_bytes: 100,
         server_pid: None,
+        expect_leaves: true,
     })
     .await
     .expect("rooms runs");

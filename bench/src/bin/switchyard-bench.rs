@@ -111,6 +111,9 @@ enum Command {
         sdp_bytes: usize,
         #[arg(long, default_value_t = 150)]
         candidate_bytes: usize,
+        /// Do not wait for departure notices (the server sends none).
+        #[arg(long)]
+        no_leaves: bool,
     },
     /// Connections + auth + subscribe per second.
     Storm {
@@ -246,6 +249,7 @@ fn scenario(command: Command) -> Result<()> {
                 candidates,
                 sdp_bytes,
                 candidate_bytes,
+                no_leaves,
                 ..
             } => {
                 eprintln!("{label}: rooms");
@@ -259,6 +263,7 @@ fn scenario(command: Command) -> Result<()> {
                     sdp_bytes,
                     candidate_bytes,
                     server_pid: pid,
+                    expect_leaves: !no_leaves,
                 };
                 let r = switchyard_bench::rooms::run(&opts).await?;
                 out.push(("rooms".to_owned(), serde_json::to_value(r)?));
