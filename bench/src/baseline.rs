@@ -48,6 +48,10 @@ async fn connection(stream: TcpStream, groups: Arc<Groups>) {
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024);
     let mut path = String::new();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the upgrade callback's signature is tungstenite's"
+    )]
     let callback = |request: &Request, response: Response| {
         path = request.uri().path().to_owned();
         Ok(response)

@@ -187,9 +187,8 @@ impl Conn {
             if let Some(event) = self.events.pop_front() {
                 return Some(event);
             }
-            let message = match self.ws.next().await? {
-                Ok(m) => m,
-                Err(_) => return None,
+            let Ok(message) = self.ws.next().await? else {
+                return None;
             };
             let bytes = match message {
                 Message::Text(t) => bytes::Bytes::from(t),

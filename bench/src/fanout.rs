@@ -178,7 +178,13 @@ pub async fn run(opts: &FanoutOpts) -> std::io::Result<FanoutResult> {
     if let Some(k) = opts.knee {
         let mut rate = k.start;
         while rate <= k.max {
-            let s = step(
+            let passes = |s: &Step| {
+                s.latency.p99_ms <= k.p99_ms
+                    && s.backlog_pct <= 1.0
+                    && s.delivered_per_s >= 0.9 * rate as f64
+                    && s.drained
+            };
+            let mut s = step(
                 opts,
                 "sweep",
                 rate,
@@ -190,10 +196,24 @@ pub async fn run(opts: &FanoutOpts) -> std::io::Result<FanoutResult> {
                 &window,
             )
             .await?;
-            let ok = s.latency.p99_ms <= k.p99_ms
-                && s.backlog_pct <= 1.0
-                && s.delivered_per_s >= 0.9 * rate as f64
-                && s.drained;
+            if !passes(&s) {
+                // One retry: on a shared machine a single scheduling hiccup can put one
+                // step's p99 over the line; the knee is where the rate itself does.
+                steps.push(s);
+                s = step(
+                    opts,
+                    "sweep",
+                    rate,
+                    joined,
+                    &mut publisher,
+                    &mut seq,
+                    clock,
+                    &rec,
+                    &window,
+                )
+                .await?;
+            }
+            let ok = passes(&s);
             let delivered = s.delivered_per_s;
             steps.push(s);
             if !ok {

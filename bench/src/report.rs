@@ -211,8 +211,8 @@ fn table(figures: &[Figure]) -> (String, Vec<Value>) {
     let mut ratios = Vec::new();
     let _ = writeln!(
         s,
-        "{:<34} {:<24} {}",
-        "scenario", "figure", "values, then Switchyard ÷ peer"
+        "{:<34} {:<24} values, then Switchyard ÷ peer",
+        "scenario", "figure"
     );
     for ((row, metric), fs) in &rows {
         let values: Vec<String> = fs
@@ -298,7 +298,11 @@ fn plot(records: &[Record]) -> String {
             r##"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{}" stroke="#ddd"/><text x="{gx:.1}" y="{}" text-anchor="middle">{}</text>"##,
             h - bottom,
             h - bottom + 16.0,
-            short(x)
+            if x >= 1000.0 {
+                format!("{}k", x / 1000.0)
+            } else {
+                short(x)
+            }
         );
     }
     for d in (y0.floor() as i32)..=(y1.ceil() as i32) {
@@ -322,18 +326,33 @@ fn plot(records: &[Record]) -> String {
         left + (w - left - right) / 2.0,
         h - 20.0
     );
+    // One colour per server, one dash pattern per subscriber count.
+    let servers: Vec<&str> = {
+        let mut v: Vec<&str> = series.keys().filter_map(|k| k.split(' ').next()).collect();
+        v.dedup();
+        v
+    };
     const COLOURS: [&str; 8] = [
         "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
     ];
     for (i, (name, points)) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let server = name.split(' ').next().unwrap_or("");
+        let at = servers.iter().position(|s| *s == server).unwrap_or(0);
+        let colour = COLOURS[at % COLOURS.len()];
+        let dash = if name.ends_with("→100") {
+            ""
+        } else if name.ends_with("→1000") {
+            r#" stroke-dasharray="8 4""#
+        } else {
+            r#" stroke-dasharray="2 3""#
+        };
         let path: Vec<String> = points
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
             .collect();
         let _ = writeln!(
             s,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{}"/>"#,
             path.join(" ")
         );
         for &(x, y) in points {
@@ -347,7 +366,7 @@ fn plot(records: &[Record]) -> String {
         let ly = top + 20.0 + 18.0 * i as f64;
         let _ = writeln!(
             s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="3"{dash}/><text x="{}" y="{}">{name}</text>"#,
             w - right + 10.0,
             w - right + 30.0,
             w - right + 36.0,
