@@ -2,7 +2,7 @@
 //! Whatever a client sends goes to every other client connected on the same path. No
 //! auth, no routing, no parsing: the message is built once and its bytes shared by every
 //! recipient. It uses the same tokio-tungstenite buffer sizes as Switchyard's listener
-//! (4 KiB read and write), the same bounded per-connection queue (1,024 frames; a full
+//! (2 KiB read, 4 KiB write), the same bounded per-connection queue (1,024 frames; a full
 //! one drops the client, like Switchyard's slow-consumer close) and the same batched
 //! writes with one flush, so the gap between the two is the cost of Switchyard's routing.
 
@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener) {
 async fn connection(stream: TcpStream, groups: Arc<Groups>) {
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(4 * 1024);
     let mut path = String::new();
     #[allow(
