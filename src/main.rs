@@ -213,9 +213,11 @@ fn serve(config: Option<PathBuf>) -> Result<()> {
         Some(path) => load(Some(path.clone()))?,
         None => dev_settings()?,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if settings.driver.worker_threads > 0 {
+        builder.worker_threads(settings.driver.worker_threads);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
         let mut server = switchyard::server::start(&settings).await?;
         if dev {

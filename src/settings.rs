@@ -199,6 +199,9 @@ pub struct Driver {
     pub max_connections: usize,
     /// Frames queued per connection before it is closed as a slow consumer (4013).
     pub outbound_queue: usize,
+    /// The runtime's worker threads; 0: one per core. 1 pins the whole server to one
+    /// thread (benchmarks on one core, small containers).
+    pub worker_threads: usize,
 }
 
 impl Default for Driver {
@@ -207,6 +210,7 @@ impl Default for Driver {
         Self {
             max_connections: d.max_connections,
             outbound_queue: d.outbound_queue,
+            worker_threads: 0,
         }
     }
 }
@@ -707,6 +711,7 @@ key_file = ""                # (e.g. behind a TLS-terminating reverse proxy)
 [driver]
 max_connections = 10000      # keep below the process's open-files limit
 outbound_queue = 1024        # frames per connection before close 4013 (slow consumer)
+worker_threads = 0           # runtime threads; 0 = one per core
 
 [auth]
 anonymous = false            # true: connections without credentials get every permission

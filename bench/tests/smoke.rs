@@ -1,0 +1,122 @@
+//! A seconds-long smoke test that the load tool works: every scenario, tiny, against a
+//! Switchyard started in process on port 0 (and fan-out against the baseline). Real
+//! figures come from `bench/compare.sh`, never from CI.
+
+use std::time::Duration;
+
+use switchyard::settings::Settings;
+use switchyard_bench::client::{Target, parse_key};
+use switchyard_bench::fanout::{self, FanoutOpts};
+use switchyard_bench::proto::Proto;
+use switchyard_bench::{idle, rooms, storm};
+
+const KEY: &str = "k1:smoke-test-secret-smoke-test-secret";
+
+fn fanout_opts(target: Target) -> FanoutOpts {
+    FanoutOpts {
+        target,
+        subs: 4,
+        payload: 100,
+        duration: Duration::from_millis(200),
+        grace: Duration::from_millis(200),
+        rates: vec![2_000],
+        knee: None,
+        server_pid: Some(std::process::id()),
+        concurrency: 8,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_tiny_and_counts_deliveries() {
+    let (kid, secret) = KEY.split_once(':').expect("kid:secret");
+    let settings = Settings::from_toml(
+        &format!(
+            r#"
+            [listen]
+            ws = "127.0.0.1:0"
+            [auth]
+            anonymous = true
+            [[auth.keys]]
+            kid = "{kid}"
+            secret = "{secret}"
+            [limits]
+            message_rate = 100000
+            message_burst = 100000
+            "#
+        ),
+        std::iter::empty(),
+    )
+    .expect("valid settings");
+    let server = switchyard::server::start(&settings)
+        .await
+        .expect("server starts");
+    let addr = server.ws_addr.expect("a WebSocket listener");
+    let key = Some(parse_key(KEY).expect("key"));
+    let json = Target::parse(&format!("ws://{addr}/v1"), Proto::Json, key.clone()).expect("url");
+    let signaller = Target::parse(&format!("ws://{addr}/"), Proto::Signaller, None).expect("url");
+
+    for target in [json.clone(), signaller.clone()] {
+        let r = fanout::run(&fanout_opts(target))
+            .await
+            .expect("fanout runs");
+        let step = &r.steps[0];
+        assert_eq!(r.joined, 4);
+        assert!(step.delivered > 0, "{step:?}");
+        assert_eq!(step.delivered, step.expected, "{step:?}");
+        assert_eq!(step.errors, 0, "{step:?}");
+    }
+
+    let r = rooms::run(&rooms::RoomsOpts {
+        target: signaller,
+        rooms: 2,
+        peers: 3,
+        rounds: 2,
+        interval: Duration::ZERO,
+        candidates: 2,
+        sdp_bytes: 300,
+        candidate_bytes: 100,
+        server_pid: None,
+        expect_leaves: true,
+    })
+    .await
+    .expect("rooms runs");
+    assert!(r.delivered > 0 && r.delivered == r.expected, "{r:?}");
+    assert_eq!(r.leaves_received, r.leaves_expected, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+
+    for key in [key.clone(), None] {
+        let target = Target::parse(&format!("ws://{addr}/v1"), Proto::Json, key).expect("url");
+        let r = storm::run(&storm::StormOpts {
+            target,
+            conns: 20,
+            concurrency: 8,
+            server_pid: None,
+        })
+        .await
+        .expect("storm runs");
+        assert_eq!((r.ok, r.failed), (20, 0), "{r:?}");
+    }
+
+    let r = idle::run(&idle::IdleOpts {
+        target: json,
+        steps: vec![10],
+        concurrency: 8,
+        settle: Duration::from_millis(50),
+        server_pid: Some(std::process::id()),
+    })
+    .await
+    .expect("idle runs");
+    assert_eq!(r.failed, 0);
+    assert!(r.points[1].rss_bytes > 0);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let baseline = listener.local_addr().expect("addr");
+    tokio::spawn(switchyard_bench::baseline::serve(listener));
+    let raw = Target::parse(&format!("ws://{baseline}/"), Proto::Raw, None).expect("url");
+    let r = fanout::run(&fanout_opts(raw))
+        .await
+        .expect("baseline fanout");
+    assert_eq!(r.steps[0].delivered, r.steps[0].expected);
+}
