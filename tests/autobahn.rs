@@ -52,23 +52,37 @@ async fn the_websocket_stack_passes_the_autobahn_cases_1_to_7_and_10() {
     let cases = std::env::var("SWITCHYARD_AUTOBAHN_CASES").unwrap_or_else(|_| CASES.into());
     let report = std::env::var("SWITCHYARD_AUTOBAHN_REPORT").unwrap_or_default();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/autobahn.py");
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(script)
-        .arg(format!("ws://{addr}/"))
-        .arg(&cases)
-        .arg("")
-        .arg(&report)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(HARD_TIMEOUT, command.output())
-        .await
-        .expect("the Autobahn run did not finish in time")
-        .expect("run kosoku");
+    // kosoku itself has been seen to die by SIGABRT, printing nothing, on a loaded
+    // box (once in a CI run; the same build then passed three times). A runner that
+    // crashes has graded nothing, so it is run again, at most three times in all;
+    // a run that finishes is graded below whatever it says.
+    let mut attempt = 0;
+    let output = loop {
+        attempt += 1;
+        let mut command = tokio::process::Command::new(&python);
+        command
+            .arg(&script)
+            .arg(format!("ws://{addr}/"))
+            .arg(&cases)
+            .arg("")
+            .arg(&report)
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(HARD_TIMEOUT, command.output())
+            .await
+            .expect("the Autobahn run did not finish in time")
+            .expect("run kosoku");
+        let crashed = std::os::unix::process::ExitStatusExt::signal(&output.status).is_some();
+        if crashed && attempt < 3 {
+            println!("kosoku crashed ({}), running it again", output.status);
+            continue;
+        }
+        break output;
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "kosoku failed ({}):\n{stderr}",
+        "kosoku failed ({}, attempt {attempt}):\n{stderr}",
         output.status
     );
 
