@@ -13,7 +13,6 @@ use common::{WAIT, Ws};
 use serde_json::{Value, json};
 use switchyard::server::{self, Running};
 use switchyard::settings::Settings;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -75,7 +74,7 @@ async fn start(file: &Path) -> (Running, SocketAddr) {
     (running, addr)
 }
 
-/// One HTTP/1.1 request with the ops API key; returns the status and the body.
+/// One HTTP/1.1 request with the given API key; returns the status and the body.
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -83,32 +82,8 @@ async fn http(
     key: &str,
     body: Option<Value>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .unwrap_or_else(|_| panic!("no response to {method} {path}"))
-        .expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http(addr, method, path, Some(key), &body).await
 }
 
 /// Issues a token; returns the full response.

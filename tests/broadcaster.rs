@@ -9,13 +9,11 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{Line, WAIT, Ws};
+use common::{Line, Ws};
 use serde_json::{Value, json};
 use switchyard::server::{self, Running};
 use switchyard::settings::Settings;
 use switchyard_core::token::{Algorithm, SigningKey, mint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const SECRET: &str = "broadcaster-test-secret-0123456789";
 
@@ -82,36 +80,10 @@ fn assert_timestamp(v: &Value, what: &str) {
     assert_eq!(shape, "dddd-dd-ddTdd:dd:dd.dddZ", "{what}: {s}");
 }
 
-/// One HTTP/1.1 request; returns the status and the body.
+/// One HTTP/1.1 POST; returns the status and the body as JSON (`null` if it is not).
 async fn post(addr: SocketAddr, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
-        body.len()
-    );
-    if let Some(auth) = auth {
-        request.push_str(&format!("Authorization: Bearer {auth}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .unwrap_or_else(|_| panic!("no response to POST {path}"))
-        .expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let body = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, body)
+    let (status, body) = common::http(addr, "POST", path, auth, body).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -7,11 +7,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{WAIT, Ws};
+use common::Ws;
 use serde_json::{Value, json};
 use switchyard::server::{self, Running};
 use switchyard::settings::Settings;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,7 +38,7 @@ async fn start() -> (Running, SocketAddr) {
     (running, addr)
 }
 
-/// One HTTP/1.1 request; returns the status and the body.
+/// One HTTP/1.1 request with an optional JSON body; returns the status and the body.
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -47,37 +46,8 @@ async fn http(
     auth: Option<&str>,
     body: Option<Value>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(auth) = auth {
-        request.push_str(&format!("Authorization: Bearer {auth}\r\n"));
-    }
-    request.push_str("Content-Type: application/json\r\n\r\n");
-    request.push_str(&body);
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .unwrap_or_else(|_| panic!("no response to {method} {path}"))
-        .expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http(addr, method, path, auth, &body).await
 }
 
 async fn json_peer(addr: SocketAddr, channel: &str) -> (Ws, String) {

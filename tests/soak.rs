@@ -22,6 +22,8 @@
 //! `SWITCHYARD_SOAK_CLIENTS` (default 300). See `docs/security.md` ("Testing under
 //! load and chaos").
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,7 +38,7 @@ use switchyard::transports::DriverHandle;
 use switchyard::transports::lines::{LineReader, LineWriter};
 use switchyard::transports::quic::{self, quinn};
 use switchyard_core::testing::token_with;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -677,25 +679,7 @@ fn rss() -> (u64, u64) {
 
 /// One HTTP/1.1 GET on the REST port; the status and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("rest connect");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\
-         Authorization: Bearer {API_KEY}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("request");
-    let mut response = Vec::new();
-    tokio::time::timeout(CONNECT_WAIT, stream.read_to_end(&mut response))
-        .await
-        .unwrap_or_else(|_| panic!("no answer to GET {path}"))
-        .expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
-    (status, body.unwrap_or_default())
+    common::http_within(CONNECT_WAIT, addr, "GET", path, Some(API_KEY), "").await
 }
 
 /// Waits until `check` passes, at most `within`; panics with its last complaint.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use switchyard::core::Config;
 use switchyard::transports::{DriverConfig, DriverHandle, TcpConfig, WsConfig, driver, tcp, ws};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::WebSocketStream;
@@ -20,6 +20,63 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// How long any single expectation may take.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// One HTTP/1.1 request to the REST port (`Connection: close`), with `Authorization:
+/// Bearer <auth>` when given and `body` as JSON: the status (0 when unreadable) and the
+/// body text. Waits at most `wait` for the whole answer.
+pub async fn http_within(
+    wait: Duration,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the REST port");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(auth) = auth {
+        request.push_str(&format!("Authorization: Bearer {auth}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut response = Vec::new();
+    tokio::time::timeout(wait, stream.read_to_end(&mut response))
+        .await
+        .unwrap_or_else(|_| panic!("no response to {method} {path} within {wait:?}"))
+        .expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// [`http_within`] the usual [`WAIT`].
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    http_within(WAIT, addr, method, path, auth, body).await
+}
 
 /// A driver with a WebSocket and a TCP-line listener on loopback.
 pub struct Server {
