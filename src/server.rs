@@ -202,7 +202,10 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
             let config = settings.quic_config();
             let endpoint = quic::bind_with(addr, &resolver, &config)?;
             let addr = endpoint.local_addr()?;
-            tracing::info!(%addr, "QUIC listening (ALPN switchyard-json | switchyard-rtc-signaller)");
+            let alpn = switchyard_core::Dialect::ALL
+                .map(|d| String::from_utf8_lossy(&quic::alpn(d)).into_owned())
+                .join(" | ");
+            tracing::info!(%addr, "QUIC listening (ALPN {alpn})");
             tasks.push(tokio::spawn(quic::serve(endpoint, driver.clone(), config)));
             (Some(addr), Some(identity.certificate().to_vec()))
         }

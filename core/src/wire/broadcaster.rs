@@ -10,7 +10,7 @@
 //! Server push: `{"method":"message","params":{"id","seq","createTime","channel",
 //! "event","payload"}}`. `seq` counts the messages of one subscription (1, 2, 3…),
 //! so it differs per recipient: the rest of the frame is serialised once per message
-//! as a [`Push`] (a prefix and a suffix around `seq`), and each recipient's frame is
+//! as a `Push` (a prefix and a suffix around `seq`), and each recipient's frame is
 //! those two slices with its own number spliced between them. `payload` is the
 //! publisher's bytes, never parsed or re-serialised.
 
@@ -340,15 +340,17 @@ impl Push {
         }
     }
 
-    /// One recipient's frame: the shared slices with `seq` between them. Transports
-    /// write a frame as one contiguous buffer (a WebSocket text message, a line), so
-    /// this is one copy of the shared bytes; nothing is re-serialised.
+    /// One recipient's frame on its own allocation (for tests and fuzz targets; the
+    /// hub uses [`Push::write_seq`]).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn with_seq(&self, seq: u64) -> Bytes {
         self.write_seq(&mut BytesMut::new(), seq)
     }
 
-    /// [`Push::with_seq`], written into `arena`: consecutive frames share its
-    /// allocation, which grows by [`ARENA_FRAMES`] frames at a time, so a fan-out
+    /// One recipient's frame: the shared slices with `seq` between them, written into
+    /// `arena`. Transports write a frame as one contiguous buffer (a WebSocket text
+    /// message, a line), so this is one copy of the shared bytes; nothing is
+    /// re-serialised. Consecutive frames share the arena's allocation, which grows by [`ARENA_FRAMES`] frames at a time, so a fan-out
     /// allocates once per that many recipients instead of once per recipient.
     pub(crate) fn write_seq(&self, arena: &mut BytesMut, seq: u64) -> Bytes {
         let mut digits = [0u8; 20];
