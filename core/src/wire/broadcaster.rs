@@ -342,7 +342,9 @@ impl Push {
 
     /// One recipient's frame: the shared slices with `seq` between them. Transports
     /// write a frame as one contiguous buffer (a WebSocket text message, a line), so
-    /// this is one copy of the shared bytes; nothing is re-serialised.
+    /// this is one copy of the shared bytes; nothing is re-serialised. Only tests and the
+    /// `testing` harness cut single frames (fan-out uses [`Push::write_seq`]).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn with_seq(&self, seq: u64) -> Bytes {
         self.write_seq(&mut BytesMut::new(), seq)
     }
