@@ -13,7 +13,9 @@
 #   --quick            short steps and small counts (a few minutes); the default is
 #                      the full run (about half an hour)
 #   --only S1,S2       servers: switchyard-json, switchyard-signaller, nats,
-#                      rtc-switchboard, baseline (default: all)
+#                      rtc-switchboard, baseline (default: all of these), and
+#                      baseline-tokio-websockets (the baseline on tokio-websockets
+#                      instead of tokio-tungstenite; only when named)
 #   --scenarios L      fanout,rooms,storm,idle (default: all)
 #
 # Environment: SERVER_CORE (0), TOOL_CORE (1), CARGO_BUILD_JOBS (1).
@@ -153,6 +155,13 @@ EOF
             taskset -c "$server_core" "$bin/switchyard-baseline" "127.0.0.1:$port" --worker-threads 1 >>"$log" 2>&1 &
             pid=$!; url="ws://127.0.0.1:$port/"; proto=raw; key=""
             ;;
+        baseline-tokio-websockets)
+            port=18410
+            taskset -c "$server_core" "$bin/switchyard-baseline" "127.0.0.1:$port" --worker-threads 1 \
+                --stack tokio-websockets >>"$log" 2>&1 &
+            pid=$!; url="ws://127.0.0.1:$port/"; proto=raw; key=""
+            ;;
+        *) say "unknown server $1"; return 1 ;;
     esac
     wait_port "$port"
 }
@@ -187,7 +196,7 @@ for server in "${servers[@]}"; do
                 --knee-factor "$knee_factor" --duration-ms "$step_ms"
         done
     fi
-    if wants "$scenarios" rooms && [ "$server" != baseline ]; then
+    if wants "$scenarios" rooms && [ "${server#baseline}" = "$server" ]; then
         start_server "$server"
         leaves=()
         # rtc-switchboard and NATS announce no departures: do not wait for them.

@@ -119,4 +119,19 @@ async fn every_scenario_runs_tiny_and_counts_deliveries() {
         .await
         .expect("baseline fanout");
     assert_eq!(r.steps[0].delivered, r.steps[0].expected);
+
+    // The same baseline on the second stack.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let baseline = listener.local_addr().expect("addr");
+    tokio::spawn(switchyard_bench::baseline::serve_on(
+        listener,
+        switchyard_bench::baseline::Stack::TokioWebsockets,
+    ));
+    let raw = Target::parse(&format!("ws://{baseline}/"), Proto::Raw, None).expect("url");
+    let r = fanout::run(&fanout_opts(raw))
+        .await
+        .expect("baseline fanout on tokio-websockets");
+    assert_eq!(r.steps[0].delivered, r.steps[0].expected);
 }

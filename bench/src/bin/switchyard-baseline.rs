@@ -1,12 +1,20 @@
-//! `switchyard-baseline [ADDR] [--worker-threads N]`: the minimal broadcast WebSocket
-//! server the load tool compares Switchyard with (see `switchyard_bench::baseline`).
+//! `switchyard-baseline [ADDR] [--worker-threads N] [--stack tungstenite|tokio-websockets]`:
+//! the minimal broadcast WebSocket server the load tool compares Switchyard with (see
+//! `switchyard_bench::baseline`). `--stack` picks the WebSocket implementation
+//! (tokio-tungstenite, Switchyard's, by default).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use switchyard_bench::baseline::Stack;
+
+const USAGE: &str =
+    "usage: switchyard-baseline [ADDR] [--worker-threads N] [--stack tungstenite|tokio-websockets]";
+
 fn main() -> ExitCode {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 8090).into();
     let mut threads = 0usize;
+    let mut stack = Stack::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let parsed = match arg.as_str() {
@@ -14,10 +22,11 @@ fn main() -> ExitCode {
                 .next()
                 .and_then(|n| n.parse().ok())
                 .map(|n| threads = n),
+            "--stack" => args.next().and_then(|s| s.parse().ok()).map(|s| stack = s),
             a => a.parse().ok().map(|a| addr = a),
         };
         if parsed.is_none() {
-            eprintln!("usage: switchyard-baseline [ADDR] [--worker-threads N]");
+            eprintln!("{USAGE}");
             return ExitCode::FAILURE;
         }
     }
@@ -39,11 +48,11 @@ fn main() -> ExitCode {
         // The same listen backlog as Switchyard's listeners.
         let listener = socket.listen(4096)?;
         println!(
-            "switchyard-baseline on ws://{} (pid {})",
+            "switchyard-baseline on ws://{} ({stack:?}, pid {})",
             listener.local_addr()?,
             std::process::id()
         );
-        switchyard_bench::baseline::serve(listener).await;
+        switchyard_bench::baseline::serve_on(listener, stack).await;
         Ok(())
     });
     match result {
