@@ -73,30 +73,65 @@ pub struct Record {
     pub description: Option<String>,
 }
 
-impl Record {
-    /// The core's view of the token.
-    pub fn to_core(&self) -> Result<AccessToken, String> {
-        let hash = access::from_hex(&self.secret_sha256)
-            .ok_or_else(|| format!("token {}: bad secretSha256", self.id))?;
-        let mut t = AccessToken::new(&self.id, hash);
-        t.tenants = self.tenants.clone();
-        t.publish = self.publish_channels.clone();
-        t.subscribe = self.subscribe_channels.clone();
-        t.permissions = self
-            .permissions
-            .iter()
-            .try_fold(Permissions::NONE, |acc, n| {
+/// The fields an access token is written with, wherever it is written (the token file,
+/// `[[auth.access_tokens]]` in the config): one conversion to the core's view.
+pub(crate) struct Spec<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) secret_sha256: &'a str,
+    pub(crate) tenants: &'a [String],
+    pub(crate) publish: &'a [String],
+    pub(crate) subscribe: &'a [String],
+    /// `None`: the core's default (publish, subscribe, presence).
+    pub(crate) permissions: Option<&'a [String]>,
+    pub(crate) allowed_ips: &'a [String],
+    pub(crate) allowed_origins: &'a [String],
+    pub(crate) expires_at: Option<u64>,
+}
+
+impl Spec<'_> {
+    /// The core's view of the token; the error names what is wrong, not the token.
+    pub(crate) fn to_core(&self) -> Result<AccessToken, String> {
+        let hash = access::from_hex(self.secret_sha256)
+            .ok_or("the secret's SHA-256 must be 64 hex digits")?;
+        let mut t = AccessToken::new(self.id, hash);
+        t.tenants = self.tenants.to_vec();
+        t.publish = self.publish.to_vec();
+        t.subscribe = self.subscribe.to_vec();
+        if let Some(names) = self.permissions {
+            t.permissions = names.iter().try_fold(Permissions::NONE, |acc, n| {
                 Permissions::from_name(n)
                     .map(|p| acc | p)
                     .ok_or_else(|| format!("unknown permission {n:?}"))
             })?;
+        }
         t.allowed_ips = self
             .allowed_ips
             .iter()
             .map(|n| n.parse::<Cidr>())
             .collect::<Result<_, _>>()?;
-        t.allowed_origins = self.allowed_origins.clone();
+        t.allowed_origins = self.allowed_origins.to_vec();
         t.expires_at = self.expires_at;
+        Ok(t)
+    }
+}
+
+impl Record {
+    /// The core's view of the token.
+    pub fn to_core(&self) -> Result<AccessToken, String> {
+        let spec = Spec {
+            id: &self.id,
+            secret_sha256: &self.secret_sha256,
+            tenants: &self.tenants,
+            publish: &self.publish_channels,
+            subscribe: &self.subscribe_channels,
+            permissions: Some(&self.permissions),
+            allowed_ips: &self.allowed_ips,
+            allowed_origins: &self.allowed_origins,
+            expires_at: self.expires_at,
+        };
+        let mut t = spec
+            .to_core()
+            .map_err(|e| format!("token {}: {e}", self.id))?;
         t.revoked = self.revoked_at.is_some();
         Ok(t)
     }

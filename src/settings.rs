@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchyard_core::access::{self, AccessToken, Cidr};
+use switchyard_core::access::AccessToken;
 use switchyard_core::config::{Grant, PublishableKey, Quota};
 use switchyard_core::token::{Algorithm, Permissions, SigningKey};
 use switchyard_core::{Config, Dialect};
@@ -292,25 +292,19 @@ pub struct AccessTokenSettings {
 impl AccessTokenSettings {
     /// The core's view of this token.
     pub fn to_core(&self) -> Result<AccessToken, SettingsError> {
-        let invalid =
-            |what: String| SettingsError::Invalid(format!("access token {}: {what}", self.id));
-        let hash = access::from_hex(&self.secret_sha256)
-            .ok_or_else(|| invalid("secret_sha256 must be 64 hex digits".into()))?;
-        let mut t = AccessToken::new(&self.id, hash);
-        t.tenants = self.tenants.clone();
-        t.publish = self.publish.clone();
-        t.subscribe = self.subscribe.clone();
-        if let Some(p) = &self.permissions {
-            t.permissions = parse_permissions(p)?;
+        crate::access_store::Spec {
+            id: &self.id,
+            secret_sha256: &self.secret_sha256,
+            tenants: &self.tenants,
+            publish: &self.publish,
+            subscribe: &self.subscribe,
+            permissions: self.permissions.as_deref(),
+            allowed_ips: &self.allowed_ips,
+            allowed_origins: &self.allowed_origins,
+            expires_at: self.expires_at,
         }
-        t.allowed_ips = self
-            .allowed_ips
-            .iter()
-            .map(|n| n.parse::<Cidr>().map_err(invalid))
-            .collect::<Result<_, _>>()?;
-        t.allowed_origins = self.allowed_origins.clone();
-        t.expires_at = self.expires_at;
-        Ok(t)
+        .to_core()
+        .map_err(|e| SettingsError::Invalid(format!("access token {}: {e}", self.id)))
     }
 }
 
