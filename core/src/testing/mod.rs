@@ -20,8 +20,11 @@
 //!
 //! Beside the harness: [`ops`] decodes structured operation sequences from bytes,
 //! [`model`] runs them against the hub and a reference model, checking after every
-//! step, and [`targets`] holds the fuzz target bodies that `fuzz/` and the corpus
-//! replay test share (see `docs/fuzzing.md`).
+//! step (a folder, one file per concern: the model's state, tokens, the operations,
+//! commands, routing, expectations, presence and frame rendering; see its docs), and
+//! [`targets`] holds the fuzz target bodies that `fuzz/` and the corpus replay test
+//! share (see `docs/fuzzing.md`). `frames` (private) parses what the hub sent for
+//! the model.
 
 mod frames;
 pub mod model;
