@@ -18,7 +18,9 @@ use std::thread;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use switchyard::core::{Closed, Config, ConnId, DecodeError, Dialect, Hub, Input, Open, Output};
+use switchyard::core::{
+    Config, ConnId, DecodeError, Dialect, Fault, Hangup, Hub, Input, Open, Output,
+};
 
 /// What connection threads tell the hub thread.
 enum ToHub {
@@ -80,7 +82,7 @@ fn run_hub(rx: Receiver<ToHub>) {
                     now,
                     Input::Closed {
                         conn,
-                        how: Closed::Hard,
+                        how: Hangup::Hard,
                     },
                 );
             }
@@ -93,7 +95,13 @@ fn run_hub(rx: Receiver<ToHub>) {
                         matches!(w.try_send(frame), Err(TrySendError::Full(_)))
                     });
                     if full {
-                        hub.handle(now, Input::Blocked { conn });
+                        hub.handle(
+                            now,
+                            Input::Failed {
+                                conn,
+                                fault: Fault::SlowConsumer,
+                            },
+                        );
                     }
                 }
                 Output::Close { conn, code, reason } => {
@@ -105,7 +113,6 @@ fn run_hub(rx: Receiver<ToHub>) {
                     }
                 }
                 Output::Event(event) => eprintln!("tcp_hub: {event:?}"),
-                _ => {}
             }
         }
     }

@@ -8,7 +8,7 @@
 //! ```
 //! use std::time::Instant;
 //! use bytes::Bytes;
-//! use switchyard_core::{Closed, Config, Dialect, Hub, Input, Open, Output};
+//! use switchyard_core::{Config, Dialect, Hangup, Hub, Input, Open, Output};
 //!
 //! let start = Instant::now(); // the driver's clock, not the hub's
 //! let mut hub = Hub::new(Config::default(), start, 1_700_000_000_000).expect("valid config");
@@ -27,7 +27,7 @@
 //! }
 //!
 //! // 3. A connection dies without `/leave`.
-//! hub.handle(start, Input::Closed { conn: alice, how: Closed::Hard });
+//! hub.handle(start, Input::Closed { conn: alice, how: Hangup::Hard });
 //!
 //! // 4. After every input, drain the outputs: write, close, log.
 //! let mut to_bob = Vec::new();
@@ -92,7 +92,7 @@ pub mod wire;
 pub use codes::{CloseCode, ErrorCode};
 pub use config::{Config, Limits};
 pub use hub::{
-    Closed, ControlError, Credentials, Event, Hub, Input, Open, Output, Published, Stats,
+    ControlError, Credentials, Event, Fault, Hangup, Hub, Input, Open, Output, Published, Stats,
 };
 pub use ids::{ConnId, PeerId, SERVER_PEER_ID, TenantId};
-pub use wire::{Command, DecodeError, Dialect};
+pub use wire::{Command, DecodeError, Dialect, Stamp};

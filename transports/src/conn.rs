@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use switchyard_core::{CloseCode, Closed, ConnId, DecodeError, Dialect, Input, Open};
+use switchyard_core::{CloseCode, ConnId, DecodeError, Dialect, Fault, Hangup, Input, Open};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
@@ -103,7 +103,7 @@ pub enum ReadError {
 /// How the connection ended, for the one `Closed` report and the log line.
 enum End {
     /// The reader saw the peer go.
-    Peer(Closed),
+    Peer(Hangup),
     /// The hub closed it (we wrote the close).
     Hub(CloseOrder),
     /// Writing failed: the peer is gone.
@@ -181,8 +181,8 @@ impl Admission {
             }
             end = &mut writing => {
                 let how = match end {
-                    End::WriteFailed => Closed::Hard,
-                    _ => Closed::Graceful,
+                    End::WriteFailed => Hangup::Hard,
+                    _ => Hangup::Graceful,
                 };
                 // A no-op for the hub when it ordered the close; reported all the same.
                 guard.report(how).await;
@@ -201,38 +201,29 @@ async fn read_loop<R: FrameRead>(
     conn: ConnId,
     dialect: Dialect,
     mut reader: R,
-) -> Closed {
+) -> Hangup {
     let max = handle.max_frame_bytes();
     loop {
+        let mut fatal = false;
         let input = match reader.read_frame().await {
-            None => return Closed::Graceful,
+            None => return Hangup::Graceful,
             Some(Err(ReadError::TooLarge { len, max })) => Input::Malformed {
                 conn,
                 error: DecodeError::TooLarge { len, max },
             },
             Some(Err(ReadError::Violation { code, reason })) => {
                 tracing::debug!(%conn, code = code.0, reason, "protocol violation");
-                let fail =
-                    move |hub: &mut switchyard_core::Hub, now| hub.fail(now, conn, code, reason);
-                if handle.call(fail).await.is_err() {
-                    return Closed::Hard;
+                fatal = true;
+                Input::Failed {
+                    conn,
+                    fault: Fault::Protocol { code, reason },
                 }
-                // As after an over-long frame: the hub's close ends the connection.
-                tokio::time::sleep(handle.close_timeout()).await;
-                return Closed::Hard;
             }
             Some(Err(error)) => {
                 tracing::debug!(%conn, %error, "read failed");
-                return Closed::Hard;
+                return Hangup::Hard;
             }
-            Some(Ok(frame)) if frame.len() > max => Input::Malformed {
-                conn,
-                error: DecodeError::TooLarge {
-                    len: frame.len(),
-                    max,
-                },
-            },
-            Some(Ok(frame)) => match dialect.decode(frame) {
+            Some(Ok(frame)) => match dialect.decode_limited(frame, max) {
                 Ok(command) => Input::Command { conn, command },
                 Err(error) => Input::Malformed { conn, error },
             },
@@ -245,13 +236,14 @@ async fn read_loop<R: FrameRead>(
             }
         );
         if handle.send(ToDriver::Input(input)).await.is_err() {
-            return Closed::Hard;
+            return Hangup::Hard;
         }
-        if too_large {
-            // The wire is mid-frame and the hub is closing us: read no further. The
-            // hub's close normally ends the connection long before this sleep does.
+        if too_large || fatal {
+            // The wire is mid-frame (or broken) and the hub is closing us: read no
+            // further. The hub's close normally ends the connection long before this
+            // sleep does.
             tokio::time::sleep(handle.close_timeout()).await;
-            return Closed::Hard;
+            return Hangup::Hard;
         }
     }
 }
@@ -380,7 +372,7 @@ struct CloseGuard {
 }
 
 impl CloseGuard {
-    async fn report(&mut self, how: Closed) {
+    async fn report(&mut self, how: Hangup) {
         let input = Input::Closed {
             conn: self.conn,
             how,

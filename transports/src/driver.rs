@@ -7,7 +7,7 @@
 //!
 //! Implementation notes:
 //! - A full outbound queue is never waited on: the driver reports
-//!   [`Input::Blocked`] and the hub closes that slow consumer (4013). One slow
+//!   [`Input::Failed`] ([`Fault::SlowConsumer`](switchyard_core::Fault::SlowConsumer)) and the hub closes that slow consumer (4013). One slow
 //!   client therefore never stalls the hub or anyone else.
 //! - A close travels on its own one-shot signal, not in the frame queue, so it is never
 //!   lost to a full queue. The frames queued before it are still written first, because
@@ -226,7 +226,7 @@ impl DriverHandle {
     pub(crate) fn closed_without_waiting(&self, conn: ConnId) {
         let closed = ToDriver::Input(Input::Closed {
             conn,
-            how: switchyard_core::Closed::Hard,
+            how: switchyard_core::Hangup::Hard,
         });
         match self.inbox.try_send(closed) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
@@ -297,7 +297,7 @@ impl Driver {
                         now,
                         Input::Closed {
                             conn,
-                            how: switchyard_core::Closed::Hard,
+                            how: switchyard_core::Hangup::Hard,
                         },
                     );
                 }
@@ -315,7 +315,7 @@ impl Driver {
         self.drain(now);
     }
 
-    /// Routes every queued output. A full queue becomes [`Input::Blocked`], fed only
+    /// Routes every queued output. A full queue becomes [`Input::Failed`], fed only
     /// once the outputs are drained, as the core's contract asks.
     fn drain(&mut self, now: Instant) {
         let mut blocked = Vec::new();
@@ -348,7 +348,6 @@ impl Driver {
                         self.metrics.event(&event);
                         log_event(&event);
                     }
-                    _ => {}
                 }
             }
             if blocked.is_empty() {
@@ -357,7 +356,13 @@ impl Driver {
             blocked.sort_unstable();
             blocked.dedup();
             for conn in blocked.drain(..) {
-                self.hub.handle(now, Input::Blocked { conn });
+                self.hub.handle(
+                    now,
+                    Input::Failed {
+                        conn,
+                        fault: switchyard_core::Fault::SlowConsumer,
+                    },
+                );
             }
         }
     }

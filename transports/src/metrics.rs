@@ -66,7 +66,7 @@ impl Metrics {
             Event::AuthFailed { reason, .. } => {
                 *self.labels().auth_failures.entry(reason).or_default() += 1;
             }
-            Event::Closed {
+            Event::Disconnected {
                 code: Some(code), ..
             } => {
                 *self.labels().closes.entry(code.0).or_default() += 1;

@@ -13,7 +13,8 @@ use crate::hub::Credentials;
 use crate::ids::{ConnId, PeerId, RESERVED_ID_PREFIX, TenantId};
 use crate::pattern::Pattern;
 use crate::token::{Claims, KeySet, Permissions, TokenError, Verifier};
-use crate::wire::{Command, Dialect, RequestId, json};
+use crate::wire::codec::Welcome;
+use crate::wire::{Command, RequestId};
 
 /// Where a connection stands.
 #[derive(Debug)]
@@ -315,16 +316,16 @@ impl Hub {
                     self.close(conn, CloseCode::INVALID_TOKEN, "unknown publishable key");
                 }
             },
-            // A Broadcaster client always authenticates in band first (its protocol
-            // has no anonymous use), so the anonymous grant never applies to it.
+            // Some dialects always authenticate in band first (The Broadcaster has no
+            // anonymous use), so the anonymous grant never applies to them.
             Credentials::None => match &self.policy.anonymous {
-                Some(g) if self.conns[&conn].dialect != Dialect::Broadcaster => {
+                Some(g) if self.codec(conn).abilities().anonymous => {
                     let grants = Arc::clone(g);
                     self.authenticate(conn, grants, None);
                 }
                 _ => {
                     let at = self.now + self.config.auth.auth_timeout;
-                    self.arm(conn, at, Timer::AuthDeadline(conn));
+                    self.arm(at, Timer::AuthDeadline(conn));
                 }
             },
         }
@@ -367,8 +368,8 @@ impl Hub {
     /// itself, so they pass as they are.
     fn verify_for(&self, conn: ConnId, token: &str) -> Result<Arc<Grants>, Refusal> {
         let grants = self.verify(conn, token)?;
-        if let (Dialect::Broadcaster, Some(aud), Some(verifier), Origin::Token(_)) = (
-            self.conns[&conn].dialect,
+        if let (true, Some(aud), Some(verifier), Origin::Token(_)) = (
+            self.codec(conn).abilities().needs_audience,
             &self.config.auth.broadcaster_audience,
             &self.policy.verifier,
             &grants.origin,
@@ -395,24 +396,25 @@ impl Hub {
     /// Makes `conn` authenticated: binds its tenant and (when known) its peer id, arms
     /// the expiry timer and, for the JSON dialect, sends `welcome`.
     fn authenticate(&mut self, conn: ConnId, grants: Arc<Grants>, request_id: Option<&RequestId>) {
-        let c = self.conns.get_mut(&conn).expect("live conn");
-        let first = matches!(c.auth, AuthState::Pending);
         // Whatever was armed (auth deadline, an earlier token's expiry) is replaced.
-        for t in std::mem::take(&mut c.timers) {
-            self.timers.remove(&t);
-        }
-        let c = self.conns.get_mut(&conn).expect("live conn");
-        let (old_tenant, was_counted) = (c.tenant.clone(), c.counted_tenant);
-        if c.peer.is_none() {
+        self.timers.disarm(conn);
+        let place = self.dir.place(conn);
+        let (old_tenant, bound) = (place.tenant().clone(), place.peer().cloned());
+        if bound.is_none() {
             // Callers check that a bound connection keeps its tenant.
-            c.tenant = grants
+            let tenant = grants
                 .tenant
                 .clone()
                 .unwrap_or_else(|| TenantId::new(&self.config.default_tenant));
+            self.dir.set_tenant(conn, tenant);
         }
+        let codec = self.codec(conn);
+        let tenant = self.dir.place(conn).tenant().clone();
+        let c = self.conns.get_mut(&conn).expect("checked by the caller");
+        let first = matches!(c.auth, AuthState::Pending);
+        let was_counted = c.counted_tenant;
         c.auth = AuthState::Ready(Arc::clone(&grants));
         c.counted_tenant = true;
-        let (dialect, tenant, bound) = (c.dialect, c.tenant.clone(), c.peer.clone());
         if !was_counted || old_tenant != tenant {
             if was_counted {
                 super::decrement(&mut self.per_tenant, &old_tenant);
@@ -428,14 +430,15 @@ impl Hub {
                 );
             }
         }
-        let peer = match (bound, &grants.subject, dialect) {
-            (Some(bound), _, _) => Some(bound),
-            (None, Some(sub), _) => Some(PeerId::new(sub)),
-            (None, None, Dialect::Signaller) => None, // bound by the first announce
-            (None, None, _) => Some(PeerId::new(&self.ids.next_uuid())),
+        let is_bound = bound.is_some();
+        let peer = match (bound, &grants.subject) {
+            (Some(bound), _) => Some(bound),
+            (None, Some(sub)) => Some(PeerId::new(sub)),
+            (None, None) if codec.abilities().binds_by_announce => None,
+            (None, None) => Some(PeerId::new(&self.ids.next_uuid())),
         };
         if let Some(peer) = &peer
-            && self.conns[&conn].peer.is_none()
+            && !is_bound
             && !self.bind_peer(conn, peer.clone())
         {
             return;
@@ -450,16 +453,16 @@ impl Hub {
                 _ => 0,
             };
             let at = instant_at_unix(self.now, unix, exp.saturating_add(leeway));
-            self.arm(conn, at, Timer::TokenExpiry(conn));
+            self.arm(at, Timer::TokenExpiry(conn));
         }
         self.event(Event::Authenticated {
             conn,
             peer: peer.clone(),
             tenant,
         });
-        if first && dialect == Dialect::Json {
+        if first {
             let l = &self.config.limits;
-            let frame = json::welcome(&json::Welcome {
+            let welcome = codec.welcome(&Welcome {
                 peer_id: peer.as_ref().map_or("", PeerId::as_str),
                 server_time: self.unix_ms(self.now) / 1000,
                 expires_at: grants.expires_at,
@@ -469,10 +472,9 @@ impl Hub {
                 message_rate: l.message_rate,
                 message_burst: l.message_burst,
             });
-            self.send(conn, frame);
-            self.ack(conn, request_id);
-        }
-        if first && dialect == Dialect::Broadcaster {
+            if let Some(frame) = welcome {
+                self.send(conn, frame);
+            }
             self.ack(conn, request_id);
         }
     }
@@ -502,8 +504,8 @@ impl Hub {
                 return self.refuse(conn, code, &format!("announce token refused: {e}"));
             }
         };
-        let c = &self.conns[&conn];
-        if let (Some(bound), Some(sub)) = (&c.peer, &grants.subject)
+        let place = self.dir.place(conn);
+        if let (Some(bound), Some(sub)) = (place.peer(), &grants.subject)
             && bound.as_str() != sub
         {
             return self.refuse(
@@ -516,7 +518,7 @@ impl Hub {
             .tenant
             .clone()
             .unwrap_or_else(|| TenantId::new(&self.config.default_tenant));
-        if c.peer.is_some() && c.tenant != tenant {
+        if place.peer().is_some() && place.tenant() != &tenant {
             return self.refuse(
                 conn,
                 ErrorCode::InvalidToken,
@@ -531,12 +533,9 @@ impl Hub {
     /// Binds a connection's peer id and indexes it for direct messages. Over the
     /// per-peer cap the connection is closed with 4010 instead (returns false).
     pub(super) fn bind_peer(&mut self, conn: ConnId, peer: PeerId) -> bool {
-        let c = self.conns.get_mut(&conn).expect("live conn");
-        c.peer = Some(peer.clone());
-        let set = self.peers.entry((c.tenant.clone(), peer)).or_default();
-        set.insert(conn);
+        let conns = self.dir.bind(conn, peer);
         let cap = self.config.limits.max_conns_per_peer;
-        if cap > 0 && set.len() > cap {
+        if cap > 0 && conns > cap {
             self.close(
                 conn,
                 CloseCode::OVER_CONCURRENT_LIMIT,
@@ -565,7 +564,7 @@ impl Hub {
                 // A Broadcaster client reads the refusal as the answer to its `auth`
                 // request and may try again (a refreshed token) until the auth
                 // deadline, which stays armed.
-                Err(e) if self.conns[&conn].dialect == Dialect::Broadcaster => {
+                Err(e) if self.codec(conn).abilities().auth_retry => {
                     self.event(Event::AuthFailed {
                         conn,
                         reason: e.reason(),

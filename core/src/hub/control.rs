@@ -8,14 +8,13 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::fanout::Frames;
-use super::pubsub::{Message, Payload, message_frames};
 use super::{Event, Hub, Output, auth};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
 use crate::ids::{PeerId, SERVER_PEER_ID, TenantId};
 use crate::pattern::Pattern;
-use crate::wire::broadcaster::Stamp;
-use crate::wire::{Dialect, json, signaller};
+use crate::wire::codec::{Message, Payload};
+use crate::wire::{Dialect, Stamp};
 
 /// Counts for metrics and usage reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,17 +119,18 @@ impl Hub {
         }
         let from = PeerId::new(SERVER_PEER_ID);
         let meta = Map::new();
-        let payload = Payload::Json(&data);
         let stamp = self.stamp();
         let message = Message {
             channel,
             from: &from,
             meta: &meta,
-            payload: &payload,
+            payload: Payload::Json(&data),
             event,
             stamp,
+            original: None,
         };
-        let mut frames = Frames::new(message_frames(message, None));
+        let mut frames =
+            Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
         let deliveries = self.deliver(&tenant, channel, None, &mut frames);
         Ok(Published { stamp, deliveries })
     }
@@ -146,13 +146,9 @@ impl Hub {
         reason: &'static str,
     ) -> usize {
         self.tick(now);
-        let conns: Vec<_> = self
-            .peers
-            .get(&(TenantId::new(tenant), PeerId::new(peer)))
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
+        let conns = self
+            .dir
+            .peer_conns(&TenantId::new(tenant), &PeerId::new(peer));
         for conn in &conns {
             self.close(*conn, code, reason);
         }
@@ -160,37 +156,23 @@ impl Hub {
         conns.len()
     }
 
-    /// Closes one connection with `code` on a transport's behalf (a WebSocket peer
-    /// that broke the framing rules is failed with 1002 or 1007): like a close the
-    /// hub decides itself, with the synthetic leave and the presence changes sent at
-    /// once.
-    pub fn fail(
-        &mut self,
-        now: std::time::Instant,
-        conn: crate::ConnId,
-        code: CloseCode,
-        reason: &'static str,
-    ) {
-        self.tick(now);
-        self.close(conn, code, reason);
-        self.finish_tick();
-    }
-
     /// The peers present in `channel` of `tenant` and their presence metadata, by id.
     pub fn presence(&self, tenant: &str, channel: &str) -> Vec<(PeerId, Arc<Map<String, Value>>)> {
-        let Some(ch) = self.channel_id(&TenantId::new(tenant), channel) else {
-            return Vec::new();
-        };
-        self.channels[&ch]
-            .peers
-            .iter()
-            .map(|(p, presence)| (p.clone(), Arc::clone(&presence.metadata)))
-            .collect()
+        self.dir
+            .channel_id(&TenantId::new(tenant), channel)
+            .and_then(|id| self.dir.channel(id))
+            .map(|ch| {
+                ch.presence()
+                    .map(|(p, metadata)| (p.clone(), Arc::clone(metadata)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Counts for metrics.
     pub fn stats(&self) -> Stats {
-        let by = |d: Dialect| self.conns.values().filter(|c| c.dialect == d).count();
+        let by = |d: Dialect| self.dir.places().filter(|(_, p)| p.dialect() == d).count();
+        let (channels, memberships, pattern_subscriptions) = self.dir.counts();
         Stats {
             connections: self.conns.len(),
             connections_by_dialect: Dialect::ALL.iter().map(|&d| (d, by(d))).collect(),
@@ -199,52 +181,40 @@ impl Hub {
                 .keys()
                 .filter(|c| !self.is_authenticated(**c))
                 .count(),
-            channels: self.channels.len(),
-            memberships: self.channels.values().map(|c| c.members.len()).sum(),
-            pattern_subscriptions: self.conns.values().map(|c| c.patterns.len()).sum(),
+            channels,
+            memberships,
+            pattern_subscriptions,
             timers: self.timers.len(),
         }
     }
 
-    /// Graceful shutdown: every JSON peer gets `going_away` with `retry_after`, every
-    /// rtc-signaller peer an `/error` saying so (The Broadcaster has no such
-    /// notice), then every connection is closed with 1001. Nobody is told of each departure (everyone is leaving). Connections that
-    /// open afterwards are closed with 1001 at once. Returns how many were closed.
+    /// Graceful shutdown: every connection is told the server is going away (JSON
+    /// `going_away` with `retry_after`, an rtc-signaller `/error` saying so; The
+    /// Broadcaster has no such notice), then closed with 1001. Nobody is told of each
+    /// departure (everyone is leaving). Connections that open afterwards are closed
+    /// with 1001 at once. Returns how many were closed.
     pub fn shutdown(&mut self, now: std::time::Instant, retry_after: Duration) -> usize {
         self.tick(now);
         self.shutting_down = true;
         let retry_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
-        let json_frame = json::going_away(retry_ms);
-        let signaller_frame =
-            signaller::error_with_retry("going_away", "server shutting down", retry_ms);
-        let conns = std::mem::take(&mut self.conns);
-        for (&conn, c) in &conns {
-            let frame = match c.dialect {
-                Dialect::Signaller => Some(signaller_frame.clone()),
-                Dialect::Json => Some(json_frame.clone()),
-                Dialect::Broadcaster => None,
-            };
-            if let Some(frame) = frame {
-                self.out.push_back(Output::Send { conn, frame });
+        let notices = Dialect::ALL.map(|d| d.codec().going_away(retry_ms));
+        let conns: Vec<_> = self.conns.keys().copied().collect();
+        for &conn in &conns {
+            if let Some(frame) = &notices[self.dialect(conn).index()] {
+                self.send(conn, frame.clone());
             }
+            self.teardown(conn, false);
             self.out.push_back(Output::Close {
                 conn,
                 code: CloseCode::GOING_AWAY,
                 reason: "server shutting down",
             });
-            self.event(Event::Closed {
+            self.event(Event::Disconnected {
                 conn,
                 code: Some(CloseCode::GOING_AWAY),
             });
         }
-        self.channels.clear();
-        self.channel_ids.clear();
-        self.peers.clear();
-        self.patterns.clear();
-        self.timers.clear();
-        self.pending_presence.clear();
-        self.per_ip.clear();
-        self.per_tenant.clear();
+        self.finish_tick();
         conns.len()
     }
 

@@ -4,25 +4,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Hub, Output};
 use crate::ids::{ChannelId, ConnId, TenantId};
-use crate::wire::broadcaster::Push;
-use crate::wire::{Dialect, json};
+use crate::wire::Dialect;
+use crate::wire::codec::Frame;
 
 const SLOTS: usize = 2 * Dialect::ALL.len();
-
-/// One message as encoded for one dialect.
-#[derive(Clone, Debug)]
-pub(super) enum Frame {
-    /// The same bytes for every recipient.
-    Shared(Bytes),
-    /// A Broadcaster push: shared bytes around each subscription's own `seq`.
-    Sequenced(Push),
-}
-
-impl From<Bytes> for Frame {
-    fn from(bytes: Bytes) -> Self {
-        Self::Shared(bytes)
-    }
-}
 
 /// One lazily encoded frame per dialect and flavour (with or without the sender's
 /// metadata). `None` inside means "nothing for that flavour".
@@ -46,8 +31,8 @@ impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
     }
 
     /// The shared bytes for a recipient in `tenant`'s channel, `foreign` when its own
-    /// tenant is another: JSON frames then name the tenant, spliced into the shared
-    /// encoding once per flavour. `None` for nothing to send, or a sequenced frame.
+    /// tenant is another: frames then name the tenant (where the dialect can), spliced
+    /// into the shared encoding once per flavour. `None` for nothing to send, or a sequenced frame.
     pub(super) fn shared(
         &mut self,
         dialect: Dialect,
@@ -55,7 +40,7 @@ impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
         foreign: bool,
         tenant: &TenantId,
     ) -> Option<Bytes> {
-        if !foreign || dialect != Dialect::Json {
+        if !foreign {
             return match self.get(dialect, with_meta) {
                 Some(Frame::Shared(frame)) => Some(frame.clone()),
                 Some(Frame::Sequenced(_)) | None => None,
@@ -66,7 +51,7 @@ impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
             return frame.clone();
         }
         let frame = match self.get(dialect, with_meta) {
-            Some(Frame::Shared(frame)) => Some(json::with_tenant(frame, tenant.as_str())),
+            Some(Frame::Shared(frame)) => Some(dialect.codec().with_tenant(frame, tenant.as_str())),
             Some(Frame::Sequenced(_)) | None => None,
         };
         self.foreign[i] = Some(frame.clone());
@@ -105,7 +90,7 @@ impl<F: FnMut(Dialect, bool) -> Option<Frame>> Frames<F> {
 
 impl Hub {
     /// Sends to every member connection of `channel` except `except`. Returns how
-    /// many sends were queued. A Broadcaster member's subscription counts the push.
+    /// many sends were queued. A sequenced frame advances the member's `seq`.
     pub(super) fn fan_out<F>(
         &mut self,
         channel: ChannelId,
@@ -115,25 +100,21 @@ impl Hub {
     where
         F: FnMut(Dialect, bool) -> Option<Frame>,
     {
-        let Some(ch) = self.channels.get_mut(&channel) else {
-            return 0;
-        };
         let before = self.out.len();
-        for (&conn, member) in &mut ch.members {
-            if Some(conn) == except {
-                continue;
-            }
-            let frame = frames.for_member(
-                member.dialect,
-                member.include_meta,
-                member.foreign,
-                &ch.tenant,
-                &mut member.seq,
-            );
-            if let Some(frame) = frame {
-                self.out.push_back(Output::Send { conn, frame });
-            }
-        }
+        let out = &mut self.out;
+        self.dir
+            .for_each_member(channel, except, |conn, member, tenant, seq| {
+                let frame = frames.for_member(
+                    member.dialect(),
+                    member.include_meta(),
+                    member.foreign(),
+                    tenant,
+                    seq,
+                );
+                if let Some(frame) = frame {
+                    out.push_back(Output::Send { conn, frame });
+                }
+            });
         self.out.len() - before
     }
 
@@ -150,35 +131,16 @@ impl Hub {
     where
         F: FnMut(Dialect, bool) -> Option<Frame>,
     {
-        let channel = self.channel_id(tenant, name);
+        let channel = self.dir.channel_id(tenant, name);
         let mut sent = channel.map_or(0, |ch| self.fan_out(ch, except, frames));
-        let Some(by_pattern) = self.patterns.get(tenant) else {
-            return sent;
-        };
-        let members = channel
-            .and_then(|ch| self.channels.get(&ch))
-            .map(|c| &c.members);
-        // A connection with several matching patterns still gets one copy.
-        let mut recipients: std::collections::BTreeMap<ConnId, (bool, bool)> = Default::default();
-        for (pattern, subs) in by_pattern {
-            if !pattern.matches(name) {
-                continue;
-            }
-            for (&conn, opts) in subs {
-                if Some(conn) == except || members.is_some_and(|m| m.contains_key(&conn)) {
-                    continue;
-                }
-                let entry = recipients.entry(conn).or_default();
-                entry.0 |= opts.include_meta;
-                entry.1 = opts.foreign;
-            }
-        }
-        for (conn, (with_meta, foreign)) in recipients {
-            let dialect = self.conns[&conn].dialect;
-            // Broadcaster connections hold no wildcard subscriptions (refused at
-            // subscribe), so a sequenced frame never goes to a pattern.
-            if let Some(frame) = frames.shared(dialect, with_meta, foreign, tenant) {
-                self.out.push_back(Output::Send { conn, frame });
+        for r in self.dir.pattern_recipients(tenant, name, except) {
+            // A sequenced frame never goes to a pattern: dialects with sequenced
+            // frames have no wildcard subscriptions (refused at subscribe).
+            if let Some(frame) = frames.shared(r.dialect, r.include_meta, r.foreign, tenant) {
+                self.out.push_back(Output::Send {
+                    conn: r.conn,
+                    frame,
+                });
                 sent += 1;
             }
         }

@@ -60,7 +60,7 @@ impl Hub {
     /// Charges one frame to the connection's rate. Over the rate, the frame is
     /// refused (`over_message_rate`); persistently over it, the connection is closed
     /// with 4011. Returns whether the frame may be handled.
-    pub(super) fn admit(&mut self, conn: ConnId, request_id: Option<&RequestId>) -> bool {
+    pub(super) fn take_rate_token(&mut self, conn: ConnId, request_id: Option<&RequestId>) -> bool {
         let now = self.now;
         let limits = &self.config.limits;
         let c = self.conns.get_mut(&conn).expect("caller checked");
@@ -83,7 +83,7 @@ impl Hub {
     /// Charges one message to the tenant's quota. Over it, the message is refused
     /// with `over_message_quota` and the connection stays open.
     pub(super) fn charge_quota(&mut self, conn: ConnId, request_id: Option<&RequestId>) -> bool {
-        let tenant = self.conns[&conn].tenant.clone();
+        let tenant = self.dir.place(conn).tenant().clone();
         self.charge_quota_in(conn, &tenant, request_id)
     }
 

@@ -1,23 +1,28 @@
 //! The hub: one state machine for every connection, room and channel.
+//!
+//! Who is where lives in the [`directory::Directory`]; the hub keeps what is about
+//! connections themselves (credentials, rate, the per-IP and per-tenant caps), the
+//! timers and the output queue, decides what each input means, and has the
+//! recipients' codecs render it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
 
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
-use crate::ids::{ChannelId, ConnId, IdGen, PeerId, TenantId};
-use crate::pattern::Pattern;
-use crate::wire::broadcaster::{self, Answer};
-use crate::wire::{Command, DecodeError, Dialect, RequestId, json, signaller};
+use crate::ids::{ChannelId, ConnId, IdGen, TenantId};
+use crate::wire::codec::{Answer, Codec, Original};
+use crate::wire::{Command, DecodeError, Dialect, RequestId};
 
+mod api;
+pub use api::{Credentials, Event, Fault, Hangup, Input, Open, Output};
 mod auth;
 mod control;
 pub use control::{ControlError, Published, Stats};
+mod directory;
 mod fanout;
 #[cfg(any(test, feature = "testing"))]
 mod invariants;
@@ -25,200 +30,12 @@ mod limits;
 mod membership;
 mod pubsub;
 mod rooms;
+mod timers;
 
 use auth::AuthState;
+use directory::Directory;
 use limits::{QuotaWindow, RateBucket};
-
-/// What a transport knows when a connection opens.
-#[derive(Clone, Debug)]
-pub struct Open {
-    /// The wire language the connection speaks.
-    pub dialect: Dialect,
-    /// What the client offered at connect (query string, header, subprotocol).
-    pub credentials: Credentials,
-    /// The peer's address, for per-IP limits and logs.
-    pub remote: Option<SocketAddr>,
-    /// The browser's `Origin` header (WebSocket), for access tokens limited to some
-    /// origins.
-    pub origin: Option<String>,
-}
-
-impl Open {
-    /// An anonymous connection in `dialect`.
-    pub fn new(dialect: Dialect) -> Self {
-        Self {
-            dialect,
-            credentials: Credentials::None,
-            remote: None,
-            origin: None,
-        }
-    }
-}
-
-/// Credentials offered at connect time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Credentials {
-    /// Nothing offered (in-band auth may follow, or the hub allows anonymous peers).
-    None,
-    /// A JWT, or an `AT_…` access token (`?token=`, `Authorization: Bearer`,
-    /// subprotocol).
-    Token(String),
-    /// A publishable key (`?key=`).
-    Key(String),
-}
-
-impl std::fmt::Display for Credentials {
-    /// Names the kind only: credentials never reach logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::None => "none",
-            Self::Token(_) => "token",
-            Self::Key(_) => "key",
-        })
-    }
-}
-
-/// Something that happened on a connection, reported by its transport.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Input {
-    /// A frame, already decoded on the connection's own task.
-    Command {
-        /// The connection it came from.
-        conn: ConnId,
-        /// The decoded frame.
-        command: Command,
-    },
-    /// A frame that did not decode (or was too large to read).
-    Malformed {
-        /// The connection it came from.
-        conn: ConnId,
-        /// Why it did not decode.
-        error: DecodeError,
-    },
-    /// The connection is gone. Any room it was in gets a synthetic leave.
-    Closed {
-        /// The connection that closed.
-        conn: ConnId,
-        /// How it closed (for events; the routing outcome is the same).
-        how: Closed,
-    },
-    /// The connection's bounded outbound queue is full: close it as a slow consumer.
-    Blocked {
-        /// The connection that cannot keep up.
-        conn: ConnId,
-    },
-}
-
-/// How a connection ended, as far as the transport could tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Closed {
-    /// The client closed cleanly (close frame, EOF).
-    Graceful,
-    /// Reset, timeout, dead keepalive, read error.
-    Hard,
-}
-
-/// What the hub asks of the driver. Drain with [`Hub::poll_output`] after every input.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Output {
-    /// Write `frame` to `conn`. The bytes are shared by every recipient of a fan-out.
-    Send {
-        /// Recipient.
-        conn: ConnId,
-        /// One complete frame in the recipient's dialect.
-        frame: Bytes,
-    },
-    /// Close `conn` with `code`. The hub has already forgotten the connection.
-    Close {
-        /// The connection to close.
-        conn: ConnId,
-        /// Close code (WebSocket numbering; transports map it).
-        code: CloseCode,
-        /// Human-readable reason for the close frame.
-        reason: &'static str,
-    },
-    /// Something worth a log line or a metric.
-    Event(Event),
-}
-
-/// Observability: what happened, in the past tense.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A connection was accepted.
-    Opened {
-        /// The new connection.
-        conn: ConnId,
-        /// Its dialect.
-        dialect: Dialect,
-    },
-    /// A peer announced into a room (first time or update).
-    Announced {
-        /// The connection.
-        conn: ConnId,
-        /// The peer id it is bound to.
-        peer: PeerId,
-        /// The room.
-        room: String,
-    },
-    /// A peer left a channel: its last connection there is gone.
-    Left {
-        /// The peer.
-        peer: PeerId,
-        /// The channel or room.
-        channel: String,
-        /// True when the server made the leave (no `/leave` came from the peer).
-        synthetic: bool,
-    },
-    /// A connection proved who it is (token, key or anonymous grant).
-    Authenticated {
-        /// The connection.
-        conn: ConnId,
-        /// Its peer id (unbound rtc-signaller connections report it on announce).
-        peer: Option<PeerId>,
-        /// Its tenant.
-        tenant: TenantId,
-    },
-    /// Credentials were refused; the connection is being closed.
-    AuthFailed {
-        /// The connection.
-        conn: ConnId,
-        /// A stable label (`expired`, `bad_signature`, `unknown_kid`, …).
-        reason: &'static str,
-    },
-    /// A connection subscribed to a channel or pattern.
-    Subscribed {
-        /// The connection.
-        conn: ConnId,
-        /// The channel or pattern.
-        channel: String,
-    },
-    /// A message was routed: a publish, a room broadcast, a direct message.
-    Routed {
-        /// The sender.
-        conn: ConnId,
-        /// How many frames were queued for recipients.
-        deliveries: usize,
-    },
-    /// A frame was refused; the peer got an error frame.
-    Refused {
-        /// The connection.
-        conn: ConnId,
-        /// Why.
-        code: ErrorCode,
-    },
-    /// A connection is gone (closed by the peer or by the hub).
-    Closed {
-        /// The connection.
-        conn: ConnId,
-        /// The code, when the hub closed it.
-        code: Option<CloseCode>,
-    },
-}
+use timers::{Timer, Timers};
 
 /// The routing core. Owns every connection's routing state; performs no IO.
 ///
@@ -236,115 +53,46 @@ pub struct Hub {
     /// that publishing does not shift the peer ids the hub invents.
     message_ids: IdGen,
     next_conn: u64,
-    next_channel: u64,
     /// Keys and grants, parsed once from the config (and again on reconfigure).
     policy: auth::Policy,
     /// After `shutdown`: every new connection is closed with 1001.
     shutting_down: bool,
+    /// Connections: credentials, rate, address. Same keys as the directory's places.
     conns: BTreeMap<ConnId, Conn>,
-    channels: BTreeMap<ChannelId, Channel>,
-    /// Channel ids by tenant and name (nested so lookups by `&str` allocate nothing).
-    channel_ids: BTreeMap<TenantId, BTreeMap<Arc<str>, ChannelId>>,
-    /// Every live connection of each bound peer, for `send`.
-    peers: BTreeMap<(TenantId, PeerId), BTreeSet<ConnId>>,
-    /// Wildcard subscriptions per tenant. They get messages, never presence.
-    patterns: BTreeMap<TenantId, BTreeMap<Pattern, BTreeMap<ConnId, SubOpts>>>,
-    /// Presence deltas of this tick, per channel, flushed as one frame each.
+    /// Who is where: channels, members, presence, peers, patterns.
+    dir: Directory,
+    /// Presence deltas of this step, per channel, flushed as one frame each.
     pending_presence: BTreeMap<ChannelId, membership::Changes>,
     quotas: BTreeMap<TenantId, QuotaWindow>,
     /// Live connections per remote IP, and authenticated ones per tenant (the per-peer
-    /// count is `peers`), for the concurrency caps.
-    per_ip: BTreeMap<std::net::IpAddr, usize>,
+    /// count is the directory's), for the concurrency caps.
+    per_ip: BTreeMap<IpAddr, usize>,
     per_tenant: BTreeMap<TenantId, usize>,
-    timers: BTreeSet<(Instant, Timer)>,
+    timers: Timers,
     out: VecDeque<Output>,
 }
 
-/// What a timer is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// The connection must authenticate in-band by then.
-    AuthDeadline(ConnId),
-    /// The connection's token expires then.
-    TokenExpiry(ConnId),
-}
-
-/// Per-subscription options.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SubOpts {
-    include_meta: bool,
-    /// The subscription is in another tenant than the connection's own: its messages
-    /// name their tenant.
-    foreign: bool,
-}
-
+/// What the hub knows of a connection beyond where it is.
 #[derive(Debug)]
 struct Conn {
-    dialect: Dialect,
-    tenant: TenantId,
-    /// Bound by the first announce, or by the token's `sub`.
-    peer: Option<PeerId>,
     auth: AuthState,
-    /// The rtc-signaller room (at most one).
-    room: Option<ChannelId>,
-    /// Exact subscriptions (JSON dialect).
-    subs: BTreeSet<ChannelId>,
-    /// Wildcard subscriptions (JSON dialect), with the tenant each was made in.
-    patterns: BTreeSet<(TenantId, Pattern)>,
     rate: RateBucket,
     /// The client's IP (for the per-IP cap and access tokens' networks).
-    ip: Option<std::net::IpAddr>,
+    ip: Option<IpAddr>,
     /// The browser's `Origin` (for access tokens' origins).
     origin: Option<Box<str>>,
     /// Whether this connection counts against its tenant's cap (once authenticated).
     counted_tenant: bool,
-    /// Armed timers, so they can be disarmed when the connection goes.
-    timers: Vec<(Instant, Timer)>,
 }
 
-#[derive(Debug)]
-struct Channel {
-    tenant: TenantId,
-    name: Arc<str>,
-    /// Member connections. A peer may have several (across dialects).
-    members: BTreeMap<ConnId, Member>,
-    /// Presence, per peer id: a peer is present while any of its connections is.
-    peers: BTreeMap<PeerId, Presence>,
-    /// Presence deltas are suspended: more peers than the presence cap.
-    over_cap: bool,
-}
-
-#[derive(Debug)]
-struct Member {
-    peer: PeerId,
-    dialect: Dialect,
-    /// Messages to this member carry `fromMetadata`.
-    include_meta: bool,
-    /// This member receives presence frames (JSON, with the `presence` permission).
-    presence: bool,
-    /// The channel is in another tenant than the member connection's own (it named
-    /// the tenant when subscribing): its messages name their tenant.
-    foreign: bool,
-    /// Messages delivered on this subscription so far: a Broadcaster member's next
-    /// push carries `seq + 1`.
-    seq: u64,
-}
-
-#[derive(Debug)]
-struct Presence {
-    /// The peer's connections in this channel (an index for `/to` and `send`).
-    conns: BTreeSet<ConnId>,
-    metadata: Arc<Map<String, Value>>,
-}
-
-/// How a peer's connection leaves a channel.
-#[derive(Clone, Debug)]
-enum Departure {
+/// How a peer's connection leaves a channel, for what the other members are told.
+#[derive(Clone, Copy, Debug)]
+enum Departure<'a> {
     /// The peer sent `/leave`: forward its own frame.
-    Leave(Bytes),
+    Leave(Original<'a>),
     /// The peer unsubscribed.
     Unsubscribed,
-    /// The server notices the peer is gone (close, move to another room).
+    /// The server noticed the peer is gone (close, move to another room).
     Synthetic,
 }
 
@@ -360,19 +108,15 @@ impl Hub {
             epoch: (now, unix_ms),
             now,
             next_conn: 1,
-            next_channel: 1,
             policy,
             shutting_down: false,
             conns: BTreeMap::new(),
-            channels: BTreeMap::new(),
-            channel_ids: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            patterns: BTreeMap::new(),
+            dir: Directory::default(),
             pending_presence: BTreeMap::new(),
             quotas: BTreeMap::new(),
             per_ip: BTreeMap::new(),
             per_tenant: BTreeMap::new(),
-            timers: BTreeSet::new(),
+            timers: Timers::default(),
             out: VecDeque::new(),
         })
     }
@@ -389,7 +133,7 @@ impl Hub {
 
     /// Number of non-empty channels and rooms.
     pub fn channel_count(&self) -> usize {
-        self.channels.len()
+        self.dir.channels().count()
     }
 
     /// Unix milliseconds at `now`, from the anchor given to [`Hub::new`].
@@ -407,46 +151,38 @@ impl Hub {
         self.tick(now);
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
+        let ip = open.remote.map(|r| r.ip());
         self.conns.insert(
             conn,
             Conn {
-                dialect: open.dialect,
-                tenant: TenantId::new(&self.config.default_tenant),
-                peer: None,
                 auth: AuthState::Pending,
-                room: None,
-                subs: BTreeSet::new(),
-                patterns: BTreeSet::new(),
                 rate: RateBucket::new(&self.config.limits, now),
-                ip: open.remote.map(|r| r.ip()),
+                ip,
                 origin: open.origin.map(String::into_boxed_str),
                 counted_tenant: false,
-                timers: Vec::new(),
             },
         );
+        let tenant = TenantId::new(&self.config.default_tenant);
+        self.dir.add(conn, open.dialect, tenant);
+        if let Some(ip) = ip {
+            *self.per_ip.entry(ip).or_default() += 1;
+        }
         self.event(Event::Opened {
             conn,
             dialect: open.dialect,
         });
+        let cap = self.config.limits.max_conns_per_ip;
         if self.shutting_down {
             self.close(conn, CloseCode::GOING_AWAY, "server shutting down");
-            return conn;
+        } else if ip.is_some_and(|ip| cap > 0 && self.per_ip[&ip] > cap) {
+            self.close(
+                conn,
+                CloseCode::OVER_CONCURRENT_LIMIT,
+                "too many connections from this address",
+            );
+        } else {
+            self.on_open_credentials(conn, open.credentials);
         }
-        if let Some(ip) = open.remote.map(|r| r.ip()) {
-            let n = self.per_ip.entry(ip).or_default();
-            *n += 1;
-            let cap = self.config.limits.max_conns_per_ip;
-            if cap > 0 && *n > cap {
-                self.close(
-                    conn,
-                    CloseCode::OVER_CONCURRENT_LIMIT,
-                    "too many connections from this address",
-                );
-                self.finish_tick();
-                return conn;
-            }
-        }
-        self.on_open_credentials(conn, open.credentials);
         self.finish_tick();
         conn
     }
@@ -461,68 +197,79 @@ impl Hub {
     fn dispatch(&mut self, input: Input) {
         match input {
             Input::Command { conn, command } => {
-                if !self.conns.contains_key(&conn) || !self.admit(conn, request_id(&command)) {
+                if !self.conns.contains_key(&conn)
+                    || !self.take_rate_token(conn, request_id(&command))
+                {
                     return;
                 }
                 if !self.is_authenticated(conn) {
                     return self.on_unauthenticated(conn, command);
                 }
-                match command {
-                    // Without signing keys (or, for `AT_…`, access tokens) a `token`
-                    // attribute cannot be ours to check (rtc-switchboard-style
-                    // deployments): it is only stripped.
-                    Command::Announce(a)
-                        if a.token.as_ref().is_some_and(|t| {
-                            self.policy.verifier.is_some()
-                                || (t.0.starts_with(crate::access::PREFIX)
-                                    && !self.policy.access_grants.is_empty())
-                        }) =>
-                    {
-                        self.on_announce_with_token(conn, a);
-                    }
-                    Command::Announce(a) => self.on_announce(conn, a),
-                    Command::Leave(l) => self.on_leave(conn, l),
-                    Command::To(t) => self.on_to(conn, t),
-                    Command::Signal(s) => self.on_signal(conn, s),
-                    Command::Subscribe(s) => self.on_subscribe(conn, s),
-                    Command::Unsubscribe(u) => self.on_unsubscribe(conn, u),
-                    Command::Publish(p) => self.on_publish(conn, p),
-                    Command::Send(s) => self.on_send(conn, s),
-                    Command::Ping(p) => {
-                        let unix_ms = self.unix_ms(self.now);
-                        self.answer(conn, p.request_id.as_ref(), Answer::Pong { unix_ms });
-                    }
-                    Command::Auth(a) => self.refuse_request(
-                        conn,
-                        ErrorCode::AlreadyAuthenticated,
-                        "this connection is already authenticated",
-                        a.request_id.as_ref(),
-                    ),
-                }
+                self.on_command(conn, command);
             }
             Input::Malformed { conn, error } => {
-                if self.conns.contains_key(&conn) && self.admit(conn, None) {
+                if self.conns.contains_key(&conn) && self.take_rate_token(conn, None) {
                     self.on_malformed(conn, &error);
                 }
             }
             Input::Closed { conn, how: _ } => {
-                if self.forget(conn) {
-                    self.event(Event::Closed { conn, code: None });
+                if self.teardown(conn, true) {
+                    self.event(Event::Disconnected { conn, code: None });
                 }
             }
-            Input::Blocked { conn } => {
-                self.close(conn, CloseCode::SLOW_CONSUMER, "outbound queue full");
+            Input::Failed { conn, fault } => match fault {
+                Fault::SlowConsumer => {
+                    self.close(conn, CloseCode::SLOW_CONSUMER, "outbound queue full");
+                }
+                Fault::Protocol { code, reason } => self.close(conn, code, reason),
+            },
+        }
+    }
+
+    /// A command from an authenticated connection.
+    fn on_command(&mut self, conn: ConnId, command: Command) {
+        match command {
+            // Without signing keys (or, for `AT_…`, access tokens) a `token`
+            // attribute cannot be ours to check (rtc-switchboard-style deployments):
+            // it is only stripped.
+            Command::Announce(a)
+                if a.token.as_ref().is_some_and(|t| {
+                    self.policy.verifier.is_some()
+                        || (t.0.starts_with(crate::access::PREFIX)
+                            && !self.policy.access_grants.is_empty())
+                }) =>
+            {
+                self.on_announce_with_token(conn, a);
             }
+            Command::Announce(a) => self.on_announce(conn, a),
+            Command::Leave(l) => self.on_leave(conn, l),
+            Command::To(t) => self.on_to(conn, t),
+            Command::Signal(s) => self.on_signal(conn, s),
+            Command::Subscribe(s) => self.on_subscribe(conn, s),
+            Command::Unsubscribe(u) => self.on_unsubscribe(conn, u),
+            Command::Publish(p) => self.on_publish(conn, p),
+            Command::Send(s) => self.on_send(conn, s),
+            Command::Ping(p) => {
+                let unix_ms = self.unix_ms(self.now);
+                self.answer(conn, p.request_id.as_ref(), Answer::Pong { unix_ms });
+            }
+            Command::Auth(a) => self.refuse_request(
+                conn,
+                ErrorCode::AlreadyAuthenticated,
+                "this connection is already authenticated",
+                a.request_id.as_ref(),
+            ),
         }
     }
 
     /// Decodes `frame` in the connection's dialect and feeds it: the shortcut for
     /// drivers that decode on the hub's thread (like `examples/tcp_hub.rs`).
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Bytes) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(place) = self.dir.get(conn) else {
             return;
         };
-        let input = match decode_limited(c.dialect, frame, self.config.limits.max_frame_bytes) {
+        let max = self.config.limits.max_frame_bytes;
+        let input = match place.dialect().decode_limited(frame, max) {
             Ok(command) => Input::Command { conn, command },
             Err(error) => Input::Malformed { conn, error },
         };
@@ -533,11 +280,7 @@ impl Hub {
     /// token expiry).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
-        while let Some(&(at, timer)) = self.timers.first() {
-            if at > self.now {
-                break;
-            }
-            self.timers.pop_first();
+        while let Some(timer) = self.timers.pop_due(self.now) {
             match timer {
                 Timer::AuthDeadline(conn) => self.close(
                     conn,
@@ -565,20 +308,46 @@ impl Hub {
         if !self.out.is_empty() {
             return Some(self.now);
         }
-        self.timers.first().map(|(at, _)| *at)
+        self.timers.next()
     }
 
-    /// Closes `conn` with `code`: it leaves every room (synthetic leave) and the
-    /// driver is told to close the socket.
-    pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &'static str) {
-        if !self.forget(conn) {
+    /// Closes `conn` with `code`: it leaves every channel (the others hear of it) and
+    /// the driver is told to close the socket.
+    fn close(&mut self, conn: ConnId, code: CloseCode, reason: &'static str) {
+        if !self.teardown(conn, true) {
             return;
         }
         self.out.push_back(Output::Close { conn, code, reason });
-        self.event(Event::Closed {
+        self.event(Event::Disconnected {
             conn,
             code: Some(code),
         });
+    }
+
+    /// The one way a connection goes: out of the directory (its departures told to
+    /// the channels it leaves, when `tell` is set), its timer disarmed, its caps
+    /// released. Returns false if the hub did not know it.
+    fn teardown(&mut self, conn: ConnId, tell: bool) -> bool {
+        let Some(c) = self.conns.remove(&conn) else {
+            return false;
+        };
+        let removed = self
+            .dir
+            .remove(conn)
+            .expect("the directory holds exactly the hub's connections");
+        self.timers.disarm(conn);
+        if let Some(ip) = c.ip {
+            decrement(&mut self.per_ip, &ip);
+        }
+        if c.counted_tenant {
+            decrement(&mut self.per_tenant, &removed.tenant);
+        }
+        if tell {
+            for departed in removed.departed {
+                self.tell_departure(departed, Departure::Synthetic);
+            }
+        }
+        true
     }
 
     /// Time never goes backwards inside the hub, whatever the driver passes.
@@ -588,7 +357,7 @@ impl Hub {
         }
     }
 
-    /// Work that closes every tick: presence deltas go out as one frame per channel.
+    /// Work that closes every step: presence deltas go out as one frame per channel.
     fn finish_tick(&mut self) {
         self.flush_presence();
     }
@@ -608,53 +377,19 @@ impl Hub {
         }
     }
 
-    /// Removes a connection from every channel, with synthetic leaves, and disarms
-    /// its timers. Returns false if the hub did not know it.
-    fn forget(&mut self, conn: ConnId) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        let room = c.room;
-        let subs = std::mem::take(&mut c.subs);
-        let patterns = std::mem::take(&mut c.patterns);
-        let timers = std::mem::take(&mut c.timers);
-        if let Some(room) = room {
-            self.depart(room, conn, Departure::Synthetic);
-        }
-        for ch in subs {
-            self.depart(ch, conn, Departure::Synthetic);
-        }
-        for (tenant, pattern) in patterns {
-            self.remove_pattern_sub(conn, &tenant, &pattern);
-        }
-        for timer in timers {
-            self.timers.remove(&timer);
-        }
-        let c = self.conns.remove(&conn).expect("checked above");
-        if let Some(ip) = c.ip {
-            decrement(&mut self.per_ip, &ip);
-        }
-        if c.counted_tenant {
-            decrement(&mut self.per_tenant, &c.tenant);
-        }
-        if let Some(peer) = c.peer {
-            let key = (c.tenant, peer);
-            if let Some(set) = self.peers.get_mut(&key) {
-                set.remove(&conn);
-                if set.is_empty() {
-                    self.peers.remove(&key);
-                }
-            }
-        }
-        true
+    /// Arms a connection's timer (replacing the one it had).
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        self.timers.arm(at, timer);
     }
 
-    /// Arms a timer for a connection.
-    fn arm(&mut self, conn: ConnId, at: Instant, timer: Timer) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.timers.push((at, timer));
-            self.timers.insert((at, timer));
-        }
+    /// The codec of a live connection's dialect.
+    fn codec(&self, conn: ConnId) -> &'static dyn Codec {
+        self.dir.place(conn).dialect().codec()
+    }
+
+    /// The dialect of a live connection.
+    fn dialect(&self, conn: ConnId) -> Dialect {
+        self.dir.place(conn).dialect()
     }
 
     /// Sends an error frame in the connection's dialect.
@@ -670,36 +405,28 @@ impl Hub {
         message: &str,
         request_id: Option<&RequestId>,
     ) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(place) = self.dir.get(conn) else {
             return;
         };
-        let frame = match c.dialect {
-            Dialect::Signaller => signaller::error(code.as_str(), message),
-            Dialect::Json => json::error(code.as_str(), message, request_id),
-            Dialect::Broadcaster => broadcaster::error(code, message, request_id),
-        };
+        let frame = place.dialect().codec().error(code, message, request_id);
         self.send(conn, frame);
         self.event(Event::Refused { conn, code });
     }
 
-    /// Answers a request that succeeded: `ack` in JSON, `{"success":true}` in The
-    /// Broadcaster; rtc-signaller has no answers.
+    /// Answers a request that succeeded with nothing more to say.
     fn ack(&mut self, conn: ConnId, request_id: Option<&RequestId>) {
         self.answer(conn, request_id, Answer::Success);
     }
 
-    /// Answers a request that succeeded with what its dialect shows for it (JSON
-    /// acks carry nothing beyond the request id).
+    /// Answers a request that succeeded, as its dialect shows it (some dialects have
+    /// no answers, others show only some of what `answer` carries).
     fn answer(&mut self, conn: ConnId, request_id: Option<&RequestId>, answer: Answer<'_>) {
-        let (Some(id), Some(c)) = (request_id, self.conns.get(&conn)) else {
+        let (Some(id), Some(place)) = (request_id, self.dir.get(conn)) else {
             return;
         };
-        let frame = match c.dialect {
-            Dialect::Signaller => return,
-            Dialect::Json => json::ack(id),
-            Dialect::Broadcaster => broadcaster::result(id, answer),
-        };
-        self.send(conn, frame);
+        if let Some(frame) = place.dialect().codec().answer(id, answer) {
+            self.send(conn, frame);
+        }
     }
 
     fn send(&mut self, conn: ConnId, frame: Bytes) {
@@ -708,49 +435,6 @@ impl Hub {
 
     fn event(&mut self, event: Event) {
         self.out.push_back(Output::Event(event));
-    }
-
-    /// The id of channel `name` in `tenant`, if anyone is in it.
-    fn channel_id(&self, tenant: &TenantId, name: &str) -> Option<ChannelId> {
-        self.channel_ids.get(tenant)?.get(name).copied()
-    }
-
-    /// The channel's id, creating it if needed.
-    fn channel_entry(&mut self, tenant: &TenantId, name: &str) -> ChannelId {
-        if let Some(id) = self.channel_id(tenant, name) {
-            return id;
-        }
-        let name: Arc<str> = Arc::from(name);
-        let id = ChannelId(self.next_channel);
-        self.next_channel += 1;
-        self.channels.insert(
-            id,
-            Channel {
-                tenant: tenant.clone(),
-                name: Arc::clone(&name),
-                members: BTreeMap::new(),
-                peers: BTreeMap::new(),
-                over_cap: false,
-            },
-        );
-        self.channel_ids
-            .entry(tenant.clone())
-            .or_default()
-            .insert(name, id);
-        id
-    }
-
-    /// Drops a channel once nobody is in it.
-    fn collect_channel(&mut self, id: ChannelId) {
-        if self.channels.get(&id).is_some_and(|c| c.members.is_empty()) {
-            let channel = self.channels.remove(&id).expect("checked above");
-            if let Some(by_name) = self.channel_ids.get_mut(&channel.tenant) {
-                by_name.remove(&channel.name);
-                if by_name.is_empty() {
-                    self.channel_ids.remove(&channel.tenant);
-                }
-            }
-        }
     }
 }
 
@@ -784,15 +468,4 @@ const MESSAGE_ID_STREAM: u64 = 0xB0AD_CA57_0000_0001;
 fn instant_at_unix(now: Instant, now_unix_ms: u64, unix_secs: u64) -> Instant {
     let target_ms = unix_secs.saturating_mul(1000);
     now + Duration::from_millis(target_ms.saturating_sub(now_unix_ms))
-}
-
-/// Decodes with a size check first (counted on the whole frame).
-fn decode_limited(dialect: Dialect, frame: Bytes, max: usize) -> Result<Command, DecodeError> {
-    if frame.len() > max {
-        return Err(DecodeError::TooLarge {
-            len: frame.len(),
-            max,
-        });
-    }
-    dialect.decode(frame)
 }

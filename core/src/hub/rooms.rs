@@ -1,24 +1,23 @@
-//! rtc-signaller rooms: announce, leave, `/to` and pass-through commands.
+//! Rooms: announce, leave, `/to` and pass-through commands (rtc-signaller).
 //!
-//! A room is a channel. What is specific to this dialect: a connection is in at most
-//! one room, its peer id is bound by its first announce (or by its token), every
-//! frame's sender id is checked against that binding, and a departure without
-//! `/leave` is announced to the room by a server-made `/leave`.
+//! A room is a channel. What is specific to rooms: a connection is in at most one,
+//! its peer id is bound by its first announce (or by its token), every frame's
+//! sender id is checked against that binding, and a departure without `/leave` is
+//! announced to the room by a server-made leave.
 
 use std::sync::Arc;
 
 use super::fanout::Frames;
-use super::pubsub::{Message, Payload, direct_frame, message_frames};
 use super::{Departure, Event, Hub};
 use crate::codes::ErrorCode;
 use crate::ids::{ChannelId, ConnId, PeerId, validate_peer_id};
 use crate::pattern::validate_channel;
 use crate::token::Permissions;
-use crate::wire::{Announce, Dialect, Leave, Signal, To, signaller};
+use crate::wire::codec::{Direct, Message, Original, Payload};
+use crate::wire::{Announce, Dialect, Leave, Signal, To};
 
 impl Hub {
     pub(super) fn on_announce(&mut self, conn: ConnId, a: Announce) {
-        let c = &self.conns[&conn];
         if a.sender.as_deref().is_some_and(|s| s != a.id) {
             return self.refuse(
                 conn,
@@ -26,7 +25,8 @@ impl Hub {
                 "the sender id must equal the announced id",
             );
         }
-        let bound = c.peer.clone();
+        let bound = self.dir.place(conn).peer().cloned();
+        let is_bound = bound.is_some();
         let peer = match bound {
             Some(ref b) if b.as_str() != a.id => {
                 return self.refuse(
@@ -64,26 +64,34 @@ impl Hub {
                 "room not in your grants",
             );
         }
-        if c.peer.is_none() && !self.bind_peer(conn, peer.clone()) {
+        if !is_bound && !self.bind_peer(conn, peer.clone()) {
             return;
         }
-        let tenant = self.conns[&conn].tenant.clone();
-        let previous_room = self.conns[&conn].room;
-        let room = self.channel_entry(&tenant, &a.room);
-        if let Some(old) = previous_room.filter(|&old| old != room) {
-            self.depart(old, conn, Departure::Synthetic);
-        }
         let metadata = Arc::new(a.metadata);
-        let first_in_room = previous_room != Some(room);
-        self.join(room, conn, &peer, Arc::clone(&metadata), false, false);
-        self.take_over(room, conn, &peer);
-        self.conns.get_mut(&conn).expect("live conn").room = Some(room);
-        self.announce_presence(room, conn, &peer, &metadata, Some(a.frame));
-        if first_in_room {
+        let entered = self.dir.enter_room(conn, &a.room, Arc::clone(&metadata));
+        if let Some(left) = entered.left {
+            self.tell_departure(left, Departure::Synthetic);
+        }
+        for old in entered.replaced {
+            self.refuse(
+                old,
+                ErrorCode::Replaced,
+                "another connection announced this peer id in this room",
+            );
+        }
+        let original = Original {
+            dialect: self.dialect(conn),
+            frame: &a.frame,
+        };
+        let room = entered.room;
+        self.announce_presence(room, conn, &peer, &metadata, Some(original));
+        if entered.first_in_room {
             self.introduce_peers(room, conn);
         }
-        let count = self.channels[&room].peers.len();
-        self.send(conn, signaller::roominfo(count));
+        let count = self.dir.channel(room).map_or(0, |ch| ch.peer_count());
+        if let Some(frame) = self.codec(conn).room_info(count) {
+            self.send(conn, frame);
+        }
         self.event(Event::Announced {
             conn,
             peer,
@@ -92,11 +100,16 @@ impl Hub {
     }
 
     pub(super) fn on_leave(&mut self, conn: ConnId, l: Leave) {
-        let Some((room, _)) = self.checked_room(conn, l.sender.as_deref()) else {
+        if self.checked_room(conn, l.sender.as_deref()).is_none() {
             return;
+        }
+        let original = Original {
+            dialect: self.dialect(conn),
+            frame: &l.frame,
         };
-        self.depart(room, conn, Departure::Leave(l.frame));
-        self.conns.get_mut(&conn).expect("live conn").room = None;
+        if let Some(departed) = self.dir.leave_room(conn) {
+            self.tell_departure(departed, Departure::Leave(original));
+        }
     }
 
     pub(super) fn on_to(&mut self, conn: ConnId, t: To) {
@@ -110,35 +123,35 @@ impl Hub {
                 "/to needs the send permission",
             );
         }
-        let ch = &self.channels[&room];
-        let targets: Vec<(ConnId, Dialect)> = ch
-            .peers
-            .get(t.target.as_str())
-            .into_iter()
-            .flat_map(|p| &p.conns)
-            // The Broadcaster has no direct messages: its members are not targets.
-            .filter(|&&c| c != conn && ch.members[&c].dialect != Dialect::Broadcaster)
-            .map(|c| (*c, ch.members[c].dialect))
+        let ch = self.dir.channel(room).expect("the sender is in its room");
+        // Connections whose dialect has no direct messages are not targets.
+        let targets: Vec<ConnId> = ch
+            .peer_conns(t.target.as_str())
+            .filter(|&(c, dialect)| c != conn && dialect.codec().abilities().direct)
+            .map(|(c, _)| c)
             .collect();
-        let meta = Arc::clone(&ch.peers[&peer].metadata);
+        let meta = Arc::clone(ch.metadata(peer.as_str()).expect("the sender is present"));
         if targets.is_empty() {
             return self.refuse(conn, ErrorCode::PeerNotFound, "no such peer in your room");
         }
         if !self.charge_quota(conn, None) {
             return;
         }
-        let payload = Payload::Signal {
-            name: &t.name,
-            args: &t.frame[t.args_at..],
+        let to = PeerId::new(&t.target);
+        let direct = Direct {
+            from: &peer,
+            to: &to,
+            meta: &meta,
+            payload: Payload::Signal {
+                name: &t.name,
+                args: &t.frame[t.args_at..],
+            },
+            original: Some(Original {
+                dialect: self.dialect(conn),
+                frame: &t.frame,
+            }),
         };
-        let deliveries = targets.len();
-        for (target, dialect) in targets {
-            let frame = match dialect {
-                Dialect::Signaller => t.frame.clone(),
-                Dialect::Json | Dialect::Broadcaster => direct_frame(&peer, &meta, &payload),
-            };
-            self.send(target, frame);
-        }
+        let deliveries = self.send_direct(&targets, &direct);
         self.event(Event::Routed { conn, deliveries });
     }
 
@@ -153,8 +166,10 @@ impl Hub {
                 "room messages need the publish permission",
             );
         }
-        let name = &self.channels[&room].name;
-        if !self.grants(conn).publish.iter().any(|g| g.matches(name)) {
+        let ch = self.dir.channel(room).expect("the sender is in its room");
+        let (tenant, name) = (ch.tenant().clone(), Arc::clone(ch.name()));
+        let meta = Arc::clone(ch.metadata(peer.as_str()).expect("the sender is present"));
+        if !self.grants(conn).publish.iter().any(|g| g.matches(&name)) {
             return self.refuse(
                 conn,
                 ErrorCode::ChannelNotAuthorized,
@@ -164,23 +179,24 @@ impl Hub {
         if !self.charge_quota(conn, None) {
             return;
         }
-        let ch = &self.channels[&room];
-        let (tenant, name) = (ch.tenant.clone(), ch.name.clone());
-        let meta = Arc::clone(&ch.peers[&peer].metadata);
-        let payload = Payload::Signal {
-            name: &s.name,
-            args: &s.frame[s.args_at..],
-        };
         let stamp = self.stamp();
         let message = Message {
             channel: &name,
             from: &peer,
             meta: &meta,
-            payload: &payload,
+            payload: Payload::Signal {
+                name: &s.name,
+                args: &s.frame[s.args_at..],
+            },
             event: None,
             stamp,
+            original: Some(Original {
+                dialect: self.dialect(conn),
+                frame: &s.frame,
+            }),
         };
-        let mut frames = Frames::new(message_frames(message, Some(&s.frame)));
+        let mut frames =
+            Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
         let deliveries = self.deliver(&tenant, &name, Some(conn), &mut frames);
         self.event(Event::Routed { conn, deliveries });
     }
@@ -188,8 +204,8 @@ impl Hub {
     /// The sender's room and peer id, once the frame's sender id is checked against
     /// the connection's binding. Refuses (and returns `None`) otherwise.
     fn checked_room(&mut self, conn: ConnId, sender: Option<&str>) -> Option<(ChannelId, PeerId)> {
-        let c = &self.conns[&conn];
-        let (Some(peer), Some(room)) = (&c.peer, c.room) else {
+        let place = self.dir.place(conn);
+        let (Some(peer), Some(room)) = (place.peer(), place.room()) else {
             self.refuse(conn, ErrorCode::NotInRoom, "announce into a room first");
             return None;
         };
@@ -202,34 +218,6 @@ impl Hub {
             return None;
         }
         Some((room, peer.clone()))
-    }
-
-    /// Two rtc-signaller connections never hold one id in one room: the newest takes
-    /// over, and the older one is detached from the room with a `replaced` error. The
-    /// peer stays present throughout, so nobody sees a leave.
-    fn take_over(&mut self, channel: ChannelId, conn: ConnId, peer: &PeerId) {
-        let ch = self.channels.get_mut(&channel).expect("channel exists");
-        let presence = ch.peers.get_mut(peer).expect("joined just before");
-        let stale: Vec<ConnId> = presence
-            .conns
-            .iter()
-            .filter(|&&c| c != conn && ch.members[&c].dialect == Dialect::Signaller)
-            .copied()
-            .collect();
-        for old in &stale {
-            ch.members.remove(old);
-            presence.conns.remove(old);
-        }
-        for old in stale {
-            if let Some(c) = self.conns.get_mut(&old) {
-                c.room = None;
-            }
-            self.refuse(
-                old,
-                ErrorCode::Replaced,
-                "another connection announced this peer id in this room",
-            );
-        }
     }
 
     pub(super) fn is_reserved(&self, name: &str) -> bool {

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::token::{Algorithm, SigningKey, mint};
-use crate::{Closed, Config, ConnId, Credentials, Dialect, Event, Hub, Input, Open, Output};
+use crate::{Config, ConnId, Credentials, Dialect, Event, Hangup, Hub, Input, Open, Output};
 
 /// A hub with named connections, a virtual clock and recorded outputs. It checks the
 /// hub's invariants after every step.
@@ -188,7 +188,7 @@ impl TestHub {
         let conn = self.conn(name);
         self.input(Input::Closed {
             conn,
-            how: Closed::Hard,
+            how: Hangup::Hard,
         });
     }
 
@@ -197,7 +197,7 @@ impl TestHub {
         let conn = self.conn(name);
         self.input(Input::Closed {
             conn,
-            how: Closed::Graceful,
+            how: Hangup::Graceful,
         });
     }
 

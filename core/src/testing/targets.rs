@@ -106,7 +106,8 @@ pub fn json_decode(data: &[u8]) {
 /// JSON objects of the documented shape.
 pub fn broadcaster_decode(data: &[u8]) {
     use crate::codes::ErrorCode;
-    use crate::wire::broadcaster::{self, Push, Stamp};
+    use crate::wire::Stamp;
+    use crate::wire::broadcaster::{self, Push};
 
     let check_rid = |rid: Option<&RequestId>| -> Value {
         let rid = rid.expect("every Broadcaster request has an id");

@@ -66,9 +66,10 @@ pub struct Publish {
     pub event: Option<String>,
 }
 
-/// `send`: a direct message to a peer anywhere in the sender's tenant.
+/// `send`: a direct message to a peer anywhere in the sender's tenant. (Not named
+/// `Send`, which would shadow the marker trait wherever it is imported.)
 #[derive(Clone, Debug, PartialEq)]
-pub struct Send {
+pub struct DirectSend {
     /// The target peer id.
     pub to: String,
     /// The JSON value, as the bytes the client sent.

@@ -12,8 +12,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::command::{Auth, Publish, RequestId, Send, Subscribe, Unsubscribe};
+use super::codec::{Abilities, Answer, Codec, Direct, Frame, Message, PresenceView, Welcome};
+use super::command::{Auth, DirectSend, Publish, RequestId, Subscribe, Unsubscribe};
 use super::{Command, DecodeError, Secret};
+use crate::codes::ErrorCode;
 
 /// Longest `requestId`, in characters.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
@@ -111,7 +113,7 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
             tenant: inbound.tenant.map(Cow::into_owned),
             event: None,
         }),
-        "send" => Command::Send(Send {
+        "send" => Command::Send(DirectSend {
             to: inbound
                 .to
                 .ok_or_else(|| fail("missing \"to\""))?
@@ -196,18 +198,6 @@ impl Writer {
         self.0.push(b'}');
         Bytes::from(self.0)
     }
-}
-
-/// What `welcome` tells a client about itself and the server's limits.
-pub(crate) struct Welcome<'a> {
-    pub(crate) peer_id: &'a str,
-    pub(crate) server_time: u64,
-    pub(crate) expires_at: Option<u64>,
-    pub(crate) max_message_size: usize,
-    pub(crate) ice_servers: Option<&'a Value>,
-    pub(crate) max_channels: usize,
-    pub(crate) message_rate: u32,
-    pub(crate) message_burst: u32,
 }
 
 pub(crate) fn welcome(w: &Welcome<'_>) -> Bytes {
@@ -302,25 +292,8 @@ pub(crate) fn direct(from: &str, data: &[u8], from_metadata: Option<&Map<String,
     .finish()
 }
 
-/// One presence entry: a peer and, for joins, its metadata.
-pub(crate) struct PresenceEntry<'a> {
-    pub(crate) peer_id: &'a str,
-    pub(crate) metadata: Option<&'a Map<String, Value>>,
-}
-
-/// `presence`. `snapshot` marks the full roster sent after a subscribe (or a resync);
-/// `count` is the number of peers in the channel, `truncated` says the roster was cut
-/// at the presence cap.
-pub(crate) struct PresenceFrame<'a> {
-    pub(crate) channel: &'a str,
-    pub(crate) joined: Vec<PresenceEntry<'a>>,
-    pub(crate) left: Vec<&'a str>,
-    pub(crate) snapshot: bool,
-    pub(crate) count: usize,
-    pub(crate) truncated: bool,
-}
-
-pub(crate) fn presence(p: &PresenceFrame<'_>) -> Bytes {
+/// `presence`: a snapshot or a delta.
+pub(crate) fn presence(p: &PresenceView<'_>) -> Bytes {
     let mut out = Writer::new("presence").str_field("channel", p.channel);
     out.key("joined");
     out.0.push(b'[');
@@ -364,4 +337,71 @@ pub fn going_away(retry_after_ms: u64) -> Bytes {
     Writer::new("going_away")
         .num_field("retryAfterMs", retry_after_ms)
         .finish()
+}
+
+/// The JSON dialect's [`Codec`].
+#[derive(Debug)]
+pub(crate) struct Json;
+
+impl Codec for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn title(&self) -> &'static str {
+        "the JSON"
+    }
+
+    fn abilities(&self) -> Abilities {
+        Abilities {
+            presence: true,
+            direct: true,
+            wildcards: true,
+            strict_subscriptions: false,
+            anonymous: true,
+            auth_retry: false,
+            binds_by_announce: false,
+            needs_audience: false,
+            subscription_ids: false,
+        }
+    }
+
+    fn decode(&self, frame: Bytes) -> Result<Command, DecodeError> {
+        decode(frame)
+    }
+
+    fn error(&self, code: ErrorCode, message: &str, request_id: Option<&RequestId>) -> Bytes {
+        error(code.as_str(), message, request_id)
+    }
+
+    /// Every success is a bare `ack`.
+    fn answer(&self, request_id: &RequestId, _answer: Answer<'_>) -> Option<Bytes> {
+        Some(ack(request_id))
+    }
+
+    fn welcome(&self, w: &Welcome<'_>) -> Option<Bytes> {
+        Some(welcome(w))
+    }
+
+    fn message(&self, m: &Message<'_>, with_meta: bool) -> Option<Frame> {
+        let data = m.payload.json();
+        let meta = with_meta.then_some(m.meta);
+        Some(message(m.channel, m.from.as_str(), &data, m.event, meta).into())
+    }
+
+    fn direct(&self, d: &Direct<'_>) -> Option<Bytes> {
+        Some(direct(d.from.as_str(), &d.payload.json(), Some(d.meta)))
+    }
+
+    fn presence(&self, p: &PresenceView<'_>) -> Option<Bytes> {
+        Some(presence(p))
+    }
+
+    fn with_tenant(&self, frame: &Bytes, tenant: &str) -> Bytes {
+        with_tenant(frame, tenant)
+    }
+
+    fn going_away(&self, retry_after_ms: u64) -> Option<Bytes> {
+        Some(going_away(retry_after_ms))
+    }
 }

@@ -1,18 +1,30 @@
-//! Dialects: pure codecs beside the hub.
+//! Dialects: pure codecs beside the hub. Every byte of dialect text is written here.
 //!
 //! A transport decodes each inbound frame on its own task with [`Dialect::decode`] and
-//! hands the typed [`Command`] to the hub. The hub encodes what it delivers once per
-//! dialect per message and shares the resulting [`Bytes`] among all recipients.
-//! Adding a dialect means one module here and one arm in [`Dialect`].
+//! hands the typed [`Command`] to the hub. The hub decides what to deliver in
+//! dialect-neutral values (a message, a refusal, a departure, a presence view) and
+//! asks each recipient dialect's codec to encode it, once per dialect per message;
+//! the resulting [`Bytes`] are shared among all recipients.
+//!
+//! Adding a dialect means: one module here with a unit type implementing the
+//! crate-internal `Codec` trait (decode, the dialect's abilities, and the encoders it
+//! supports; those it has no way to say default to nothing), one variant of
+//! [`Dialect`] and its line in `Dialect::codec` (the registration). The hub names no
+//! dialect: rules that differ between dialects read the codec's abilities.
 
 use bytes::Bytes;
 
 pub mod broadcaster;
+pub(crate) mod codec;
 mod command;
 pub mod json;
 pub mod signaller;
+mod stamp;
 
-pub use command::{Auth, Ping, Publish, RequestId, Send, Subscribe, Unsubscribe};
+pub use command::{Auth, DirectSend, Ping, Publish, RequestId, Subscribe, Unsubscribe};
+pub use stamp::{Stamp, format_timestamp};
+
+use codec::Codec;
 pub use signaller::{Announce, Leave, Signal, To};
 
 /// The wire languages a connection can speak. Chosen by the transport at open time
@@ -21,11 +33,11 @@ pub use signaller::{Announce, Leave, Signal, To};
 #[non_exhaustive]
 pub enum Dialect {
     /// rtc.io's pipe-delimited text (`/announce|id|{..}`).
-    Signaller,
+    Signaller = 0,
     /// Metered-style JSON objects (`{"type":"publish",..}`).
-    Json,
+    Json = 1,
     /// The Broadcaster's JSON-RPC-style requests (`{"id":1,"method":"publish",..}`).
-    Broadcaster,
+    Broadcaster = 2,
 }
 
 impl Dialect {
@@ -35,19 +47,33 @@ impl Dialect {
     /// Parses one inbound frame. Pure and stateless, so transports call it on the
     /// connection's own task and the hub only ever sees typed commands.
     pub fn decode(self, frame: Bytes) -> Result<Command, DecodeError> {
-        match self {
-            Self::Signaller => signaller::decode(frame),
-            Self::Json => json::decode(frame),
-            Self::Broadcaster => broadcaster::decode(frame),
+        self.codec().decode(frame)
+    }
+
+    /// [`Dialect::decode`] after a size check on the whole frame: a frame over `max`
+    /// bytes is [`DecodeError::TooLarge`] (the hub closes with 1009). What every
+    /// transport calls, and [`Hub::handle_frame`](crate::Hub::handle_frame) too.
+    pub fn decode_limited(self, frame: Bytes, max: usize) -> Result<Command, DecodeError> {
+        if frame.len() > max {
+            return Err(DecodeError::TooLarge {
+                len: frame.len(),
+                max,
+            });
         }
+        self.decode(frame)
     }
 
     /// The name used in config, subprotocols and metrics.
     pub fn name(self) -> &'static str {
+        self.codec().name()
+    }
+
+    /// The registration: each dialect's codec.
+    pub(crate) fn codec(self) -> &'static dyn Codec {
         match self {
-            Self::Signaller => "rtc-signaller",
-            Self::Json => "json",
-            Self::Broadcaster => "broadcaster",
+            Self::Signaller => &signaller::Signaller,
+            Self::Json => &json::Json,
+            Self::Broadcaster => &broadcaster::Broadcaster,
         }
     }
 
@@ -56,12 +82,9 @@ impl Dialect {
         Self::ALL.into_iter().find(|d| d.name() == name)
     }
 
+    /// The dialect's position in [`Dialect::ALL`], for per-dialect caches.
     pub(crate) fn index(self) -> usize {
-        match self {
-            Self::Signaller => 0,
-            Self::Json => 1,
-            Self::Broadcaster => 2,
-        }
+        self as usize
     }
 }
 
@@ -84,7 +107,7 @@ pub enum Command {
     /// Publish to a channel.
     Publish(Publish),
     /// Send to one peer.
-    Send(Send),
+    Send(DirectSend),
     /// In-band credentials.
     Auth(Auth),
     /// A keepalive that asks for the server's time (The Broadcaster's `ping`).

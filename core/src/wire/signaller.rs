@@ -9,7 +9,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::{Command, DecodeError, Secret};
+use super::codec::{Abilities, Answer, Arrival, Codec, Direct, Frame, Message, Original};
+use super::command::RequestId;
+use super::{Command, DecodeError, Dialect, Secret};
+use crate::codes::ErrorCode;
+use crate::ids::PeerId;
 
 /// `/announce|<sender>|{"id":..,"room":..,...}`.
 #[derive(Clone, Debug, PartialEq)]
@@ -333,4 +337,135 @@ pub(crate) fn error(code: &str, message: &str) -> Bytes {
         &serde_json::json!({ "code": code, "message": message }),
     );
     out.freeze()
+}
+
+/// `/message|<from>|<data>`, or `/to|<target>|/message|<from>|<data>` for a direct
+/// message: how JSON traffic looks to rtc-signaller peers. A Broadcaster event name
+/// follows as one more argument, a JSON string.
+fn message(target: Option<&PeerId>, from: &PeerId, data: &[u8], event: Option<&str>) -> Bytes {
+    let mut out = BytesMut::with_capacity(16 + data.len());
+    if let Some(target) = target {
+        out.extend_from_slice(b"/to|");
+        out.extend_from_slice(target.as_str().as_bytes());
+        out.extend_from_slice(b"|");
+    }
+    out.extend_from_slice(b"/message|");
+    out.extend_from_slice(from.as_str().as_bytes());
+    out.extend_from_slice(b"|");
+    put_escaped_bytes(&mut out, data);
+    if let Some(event) = event {
+        out.extend_from_slice(b"|");
+        let event = serde_json::to_vec(event).expect("strings serialise");
+        put_escaped_bytes(&mut out, &event);
+    }
+    out.freeze()
+}
+
+/// `/announce|<id>|{"id":..,"room":..,...metadata}`: how a peer of another dialect
+/// appears to rtc-signaller peers.
+fn server_announce(peer: &PeerId, room: &str, metadata: &Map<String, Value>) -> Bytes {
+    let mut payload = metadata.clone();
+    payload.insert("id".into(), Value::String(peer.as_str().into()));
+    payload.insert("room".into(), Value::String(room.into()));
+    let mut out = BytesMut::with_capacity(64);
+    out.extend_from_slice(b"/announce|");
+    out.extend_from_slice(peer.as_str().as_bytes());
+    out.extend_from_slice(b"|");
+    put_json_escaped(&mut out, &Value::Object(payload));
+    out.freeze()
+}
+
+/// The sender's own frame, when the sender speaks rtc-signaller.
+fn own(original: Option<&Original<'_>>) -> Option<Bytes> {
+    original
+        .filter(|o| o.dialect == Dialect::Signaller)
+        .map(|o| o.frame.clone())
+}
+
+/// The rtc-signaller dialect's [`Codec`].
+#[derive(Debug)]
+pub(crate) struct Signaller;
+
+impl Codec for Signaller {
+    fn name(&self) -> &'static str {
+        "rtc-signaller"
+    }
+
+    fn title(&self) -> &'static str {
+        "the rtc-signaller"
+    }
+
+    fn abilities(&self) -> Abilities {
+        Abilities {
+            presence: false,
+            direct: true,
+            wildcards: false,
+            strict_subscriptions: false,
+            anonymous: true,
+            auth_retry: false,
+            binds_by_announce: true,
+            needs_audience: false,
+            subscription_ids: false,
+        }
+    }
+
+    fn decode(&self, frame: Bytes) -> Result<Command, DecodeError> {
+        decode(frame)
+    }
+
+    fn error(&self, code: ErrorCode, message: &str, _request_id: Option<&RequestId>) -> Bytes {
+        error(code.as_str(), message)
+    }
+
+    /// rtc-signaller has no answers.
+    fn answer(&self, _request_id: &RequestId, _answer: Answer<'_>) -> Option<Bytes> {
+        None
+    }
+
+    fn message(&self, m: &Message<'_>, _with_meta: bool) -> Option<Frame> {
+        let frame = own(m.original.as_ref())
+            .unwrap_or_else(|| message(None, m.from, &m.payload.json(), m.event));
+        Some(frame.into())
+    }
+
+    fn direct(&self, d: &Direct<'_>) -> Option<Bytes> {
+        Some(
+            own(d.original.as_ref())
+                .unwrap_or_else(|| message(Some(d.to), d.from, &d.payload.json(), None)),
+        )
+    }
+
+    fn arrived(&self, a: &Arrival<'_>) -> Option<Bytes> {
+        Some(
+            own(a.original.as_ref()).unwrap_or_else(|| server_announce(a.peer, a.room, a.metadata)),
+        )
+    }
+
+    fn departed(&self, peer: &PeerId, own_leave: Option<&Original<'_>>) -> Option<Bytes> {
+        Some(own(own_leave).unwrap_or_else(|| leave(peer.as_str())))
+    }
+
+    /// `/to|<to>|/announce|<id>|{"id":..,"room":..,...metadata}`: a direct message,
+    /// so the v6 client registers the peer without sending an autoreply.
+    fn introduction(&self, to: &PeerId, a: &Arrival<'_>) -> Option<Bytes> {
+        let announce = server_announce(a.peer, a.room, a.metadata);
+        let mut out = BytesMut::with_capacity(8 + to.as_str().len() + announce.len());
+        out.extend_from_slice(b"/to|");
+        out.extend_from_slice(to.as_str().as_bytes());
+        out.extend_from_slice(b"|");
+        out.extend_from_slice(&announce);
+        Some(out.freeze())
+    }
+
+    fn room_info(&self, peer_count: usize) -> Option<Bytes> {
+        Some(roominfo(peer_count))
+    }
+
+    fn going_away(&self, retry_after_ms: u64) -> Option<Bytes> {
+        Some(error_with_retry(
+            "going_away",
+            "server shutting down",
+            retry_after_ms,
+        ))
+    }
 }

@@ -208,9 +208,9 @@ impl Run {
             Op::Close { conn, graceful } => {
                 if let Some(idx) = self.pick(*conn) {
                     let how = if *graceful {
-                        crate::Closed::Graceful
+                        crate::Hangup::Graceful
                     } else {
-                        crate::Closed::Hard
+                        crate::Hangup::Hard
                     };
                     self.input(
                         idx,
@@ -225,8 +225,9 @@ impl Run {
                 if let Some(idx) = self.pick(*conn) {
                     self.input(
                         idx,
-                        Input::Blocked {
+                        Input::Failed {
                             conn: self.conns[idx].id,
+                            fault: crate::Fault::SlowConsumer,
                         },
                     );
                 }
@@ -244,7 +245,7 @@ impl Run {
                     idx,
                     Input::Closed {
                         conn: self.conns[idx].id,
-                        how: crate::Closed::Hard,
+                        how: crate::Hangup::Hard,
                     },
                 );
             }

@@ -142,7 +142,7 @@ impl Run {
     /// An input without a frame: a close or a full outbound queue.
     pub(super) fn input(&mut self, idx: usize, input: Input) {
         let before = self.membership();
-        let blocked = matches!(input, Input::Blocked { .. });
+        let blocked = matches!(input, Input::Failed { .. });
         self.hub.handle(self.now, input);
         let obs = self.drain();
         let c = &self.conns[idx];
