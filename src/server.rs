@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use switchyard_transports::quic::{self, CertResolver, TlsIdentity};
-use switchyard_transports::{DriverHandle, driver, tcp, ws};
+use switchyard_transports::tls::{self, CertResolver, TlsIdentity};
+use switchyard_transports::{DriverHandle, driver, quic, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
@@ -286,7 +286,7 @@ fn quic_identity(settings: &Settings) -> Result<TlsIdentity, Box<dyn std::error:
             q.key_file.as_ref(),
         )?);
     }
-    let identity = TlsIdentity::self_signed(&quic::DEV_NAMES)?;
+    let identity = TlsIdentity::self_signed(&tls::DEV_NAMES)?;
     let pem_path = if q.dev_cert_file.is_empty() {
         std::env::temp_dir().join("switchyard-dev-cert.pem")
     } else {
