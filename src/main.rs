@@ -443,10 +443,9 @@ fn stdio(connect: Option<String>, dialect: &str) -> Result<()> {
                 let dialect = Dialect::from_name(dialect)
                     .ok_or_else(|| format!("unknown dialect {dialect}"))?;
                 let settings = dev_settings()?;
-                let driver = switchyard_transports::driver::start(
-                    settings.core_config()?,
-                    settings.driver_config(),
-                )?;
+                let mut core = settings.core_config()?;
+                core.id_seed = switchyard::server::random_id_seed();
+                let driver = switchyard_transports::driver::start(core, settings.driver_config())?;
                 switchyard_transports::stdio::serve_stdio(&driver, dialect).await;
                 Ok(())
             }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use switchyard_transports::quic::{self, CertResolver, TlsIdentity};
-use switchyard_transports::{DriverHandle, driver, tcp, ws};
+use switchyard_transports::tls::{self, CertResolver, TlsIdentity};
+use switchyard_transports::{DriverHandle, driver, quic, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
@@ -37,6 +37,8 @@ pub struct Running {
     /// plain listeners and for the QUIC dev certificate.
     ws_certificate: Option<Arc<CertResolver>>,
     quic_certificate_files: Option<Arc<CertResolver>>,
+    /// The hub's [`id_seed`](switchyard_core::Config::id_seed), drawn at start.
+    id_seed: u64,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -47,8 +49,10 @@ impl Running {
     /// certificate reaches new connections; established ones keep theirs).
     /// Connections whose credentials are gone are closed with 4001; the rest keep
     /// going. Listener addresses, turning TLS on or off, and driver sizes need a
-    /// restart. Returns how many connections were closed; on an invalid config or an
-    /// unusable certificate nothing changes.
+    /// restart. The id streams carry on: a reload never seeds them again, so a peer id
+    /// handed out before it is not handed out again after it. Returns how many
+    /// connections were closed; on an invalid config or an unusable certificate
+    /// nothing changes.
     pub async fn reload(&self, settings: &Settings) -> Result<usize, Box<dyn std::error::Error>> {
         settings.validate()?;
         let ws_identity = match &self.ws_certificate {
@@ -73,6 +77,9 @@ impl Running {
             tracing::warn!("turning [tls] on or off needs a restart; the listener keeps its mode");
         }
         let mut core = settings.core_config()?;
+        // The hub seeded its id streams once, at start, and a reconfiguration never
+        // seeds them again; carrying the seed keeps `Hub::config` telling the truth.
+        core.id_seed = self.id_seed;
         let next = reloadable(settings, &core);
         // Held until the hub has the table, so that a concurrent REST change cannot
         // be overwritten by an older one.
@@ -145,8 +152,12 @@ impl Drop for Running {
 }
 
 /// Starts the driver and every configured listener. Must run inside a tokio runtime.
+/// The hub's ids are seeded from the system CSPRNG ([`random_id_seed`]), so no two
+/// starts hand out the same peer ids.
 pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>> {
     let mut core = settings.core_config()?;
+    let id_seed = random_id_seed();
+    core.id_seed = id_seed;
     let control = Arc::new(RwLock::new(reloadable(settings, &core)));
     let store = crate::access_store::AccessStore::open(&settings.auth.access_token_file)?;
     if settings.auth.access_token_file.is_empty() {
@@ -222,8 +233,20 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         access,
         ws_certificate,
         quic_certificate_files,
+        id_seed,
         tasks,
     })
+}
+
+/// A fresh [`id_seed`](switchyard_core::Config::id_seed) from the system CSPRNG
+/// (aws-lc-rs, as for dev keys and access tokens). The core's default seed is a
+/// constant, for reproducible tests; a server that kept it would hand out the same
+/// peer ids (`welcome`'s `peerId`) and message ids after every restart and on every
+/// instance.
+pub fn random_id_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    u64::from_le_bytes(bytes)
 }
 
 /// The control plane's reloadable part of `settings`.
@@ -263,7 +286,7 @@ fn quic_identity(settings: &Settings) -> Result<TlsIdentity, Box<dyn std::error:
             q.key_file.as_ref(),
         )?);
     }
-    let identity = TlsIdentity::self_signed(&quic::DEV_NAMES)?;
+    let identity = TlsIdentity::self_signed(&tls::DEV_NAMES)?;
     let pem_path = if q.dev_cert_file.is_empty() {
         std::env::temp_dir().join("switchyard-dev-cert.pem")
     } else {

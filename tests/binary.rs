@@ -1,7 +1,8 @@
 //! The `switchyard` binary as a user runs it: `serve` from a config file (port 0),
-//! the CLI helpers, and one channel shared by peers on every transport: a WebSocket
-//! JSON peer, an rtc-signaller peer over WebSocket, a TCP-line JSON peer and a stdio
-//! peer (a `switchyard stdio --connect` child process).
+//! peer ids that differ from one start to the next, the CLI helpers, and one channel
+//! shared by peers on every transport: a WebSocket JSON peer, an rtc-signaller peer
+//! over WebSocket, a TCP-line JSON peer and a stdio peer (a `switchyard stdio
+//! --connect` child process).
 
 mod common;
 
@@ -306,6 +307,59 @@ async fn peers_on_every_transport_share_one_channel() {
             "a token reached the logs:\n{logged}"
         );
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A server-assigned peer id: UUID-shaped, in the version 4 layout.
+fn is_server_assigned_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        && groups[2].starts_with('4')
+        && groups[3].starts_with(['8', '9', 'a', 'b'])
+}
+
+/// Starts `switchyard serve`, reads the `peerId` of the `welcome` an anonymous JSON
+/// peer gets, and stops the server again (waiting until the process has exited).
+async fn anonymous_peer_id_from_a_fresh_server(config: &std::path::Path) -> String {
+    let mut server = serve(config).await;
+    let mut ws = Ws::connect(server.ws, "/v1").await;
+    let text = ws.expect_text("the anonymous peer's welcome").await;
+    let welcome: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("welcome is not JSON ({e}): {text}"));
+    assert_eq!(welcome["type"], "welcome", "{text}");
+    let id = welcome["peerId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("welcome without a peerId: {text}"))
+        .to_owned();
+    server.child.start_kill().expect("stop the server");
+    tokio::time::timeout(WAIT, server.child.wait())
+        .await
+        .expect("the server did not exit when stopped")
+        .expect("wait for the server");
+    id
+}
+
+#[tokio::test]
+async fn two_servers_started_one_after_the_other_assign_different_peer_ids() {
+    let dir = temp_dir("ids");
+    let config = write_config(&dir);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[[auth.keys]]", "[auth]\nanonymous = true\n\n[[auth.keys]]");
+    std::fs::write(&config, text).unwrap();
+
+    let first = anonymous_peer_id_from_a_fresh_server(&config).await;
+    let second = anonymous_peer_id_from_a_fresh_server(&config).await;
+    for id in [&first, &second] {
+        assert!(is_server_assigned_id(id), "not a server-assigned id: {id}");
+    }
+    assert_ne!(
+        first, second,
+        "a restarted server handed out its predecessor's peer id: the id seed is not random"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -398,3 +398,14 @@ async fn reload_swaps_keys_while_clients_are_connected() {
         .await;
     assert!(new.expect_text("still served").await.contains("ack"));
 }
+
+#[tokio::test]
+async fn a_reload_does_not_hand_out_a_peer_id_again() {
+    let (server, addr) = start().await;
+    let (_before, first) = json_peer(addr, "lobby").await;
+    // A reconfiguration that seeded the id stream again would repeat `first` here.
+    let settings = Settings::from_toml(CONFIG, std::iter::empty()).expect("test config");
+    assert_eq!(server.reload(&settings).await.expect("reload"), 0);
+    let (_after, second) = json_peer(addr, "lobby").await;
+    assert_ne!(first, second, "a reload restarted the peer id stream");
+}

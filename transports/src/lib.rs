@@ -13,6 +13,7 @@
 //!   connection's task, bounded outbound queue, slow-consumer close, one `Closed`
 //!   report).
 //! - [`lines`], [`tcp`], [`stdio`], [`ws`], [`quic`]: the wires that ship.
+//! - [`tls`]: certificates for `wss://` and QUIC alike, replaceable while they serve.
 //!
 //! # A transport of your own
 //!
@@ -72,12 +73,14 @@ pub mod metrics;
 pub mod quic;
 pub mod stdio;
 pub mod tcp;
+pub mod tls;
 pub mod ws;
 
 mod accept;
 
 pub use conn::{FrameRead, FrameWrite, ReadError};
 pub use driver::{Admission, DriverConfig, DriverGone, DriverHandle};
-pub use quic::{CertResolver, QuicConfig, TlsIdentity};
+pub use quic::QuicConfig;
 pub use tcp::{LineDialect, TcpConfig};
+pub use tls::{CertResolver, TlsIdentity};
 pub use ws::{HttpFallback, WsConfig};

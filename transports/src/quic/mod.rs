@@ -47,7 +47,10 @@ mod stream;
 mod tls;
 
 pub use quinn;
-pub use tls::{CertResolver, DEV_NAMES, TlsIdentity, alpn, client_config};
+pub use tls::{alpn, client_config};
+// The certificate types, shared with `wss://`: they live in `crate::tls` and are
+// re-exported here so that a QUIC listener's whole setup is in one place.
+pub use crate::tls::{CertResolver, DEV_NAMES, TlsError, TlsIdentity};
 
 use stream::{QuicReader, QuicWriter, close_connection};
 
@@ -75,13 +78,10 @@ impl Default for QuicConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuicError {
-    /// A certificate or key file is unreadable, or holds no certificate or key.
-    #[error("PEM: {0}")]
-    Pem(String),
-    /// The dev certificate could not be generated.
-    #[error("certificate generation: {0}")]
-    Certificate(String),
-    /// rustls refused the certificate, the key or a root.
+    /// The certificate or its key is unusable (unreadable, missing, or not a pair).
+    #[error(transparent)]
+    Certificate(#[from] TlsError),
+    /// rustls refused a root, or the QUIC crypto config.
     #[error("TLS: {0}")]
     Tls(#[from] quinn::rustls::Error),
     /// A setting is out of range (an idle timeout QUIC cannot encode).
@@ -115,7 +115,7 @@ pub fn server_config_with(
     certificate: &Arc<CertResolver>,
     config: &QuicConfig,
 ) -> Result<quinn::ServerConfig, QuicError> {
-    let crypto = certificate.server_crypto()?;
+    let crypto = tls::server_crypto(certificate)?;
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
         .map_err(|_| QuicError::Config(format!("idle timeout {:?}", config.idle_timeout)))?;
     let mut transport = TransportConfig::default();

@@ -87,8 +87,9 @@ pub struct WsConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// TLS for every connection on this port (`wss://`, `https://`); `None`: plain
     /// (e.g. behind a TLS-terminating proxy). Build it with
-    /// [`TlsIdentity::rustls_server_config`](crate::quic::TlsIdentity::rustls_server_config)
-    /// and [`ALPN`].
+    /// [`TlsIdentity::rustls_server_config`](crate::tls::TlsIdentity::rustls_server_config),
+    /// or [`CertResolver::rustls_server_config`](crate::tls::CertResolver::rustls_server_config)
+    /// to replace the certificate while serving, and [`ALPN`].
     pub tls: Option<Arc<ServerConfig>>,
 }
 
