@@ -17,7 +17,11 @@ pub struct Config {
     pub reserved_prefixes: Vec<String>,
     /// The tenant of connections whose credentials name none.
     pub default_tenant: String,
-    /// Seed for the ids the server invents, so runs are reproducible.
+    /// Seed for the ids the hub invents (peer ids of anonymous and publishable-key
+    /// peers, message and subscription ids). The core draws no randomness itself: a
+    /// production driver seeds this from the OS's entropy at every start (the
+    /// `switchyard` binary does), or every process hands out the same ids; tests
+    /// and fuzzers fix it so runs are reproducible.
     pub id_seed: u64,
 }
 

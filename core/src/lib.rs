@@ -35,7 +35,6 @@
 //!     match out {
 //!         Output::Send { conn, frame } if conn == bob => to_bob.push(frame),
 //!         Output::Send { .. } | Output::Close { .. } | Output::Event(_) => {}
-//!         _ => {}
 //!     }
 //! }
 //! assert_eq!(to_bob.last().unwrap(), r#"/leave|alice|{"id":"alice"}"#);
@@ -61,19 +60,40 @@
 //! - [`Output::Close`] means the hub has already forgotten the connection; the
 //!   transport closes the socket, and a later [`Input::Closed`] for it is a no-op.
 //! - The core keeps no per-connection outbound queue: transports own bounded writers
-//!   and report [`Input::Blocked`] when one fills; the hub closes that slow consumer.
+//!   and report [`Input::Failed`] with [`Fault::SlowConsumer`] when one fills; the hub
+//!   closes that slow consumer. A wire whose peer breaks its framing rules reports
+//!   [`Fault::Protocol`] the same way.
+//! - [`Input`] and [`Output`] are exhaustive: match every variant, so that a new one
+//!   is a compile error in the driver rather than a silently dropped case.
 //!
 //! # Determinism
 //!
 //! Same inputs, same outputs, byte for byte: maps are ordered (`BTreeMap`), ids the
-//! server invents come from [`Config::id_seed`], and time comes from the driver.
+//! server invents come from [`Config::id_seed`], and time comes from the driver. A
+//! production driver seeds `id_seed` from the OS's entropy at every start; tests
+//! fix it.
+//!
+//! # Inside
+//!
+//! - The hub's *directory* is the one owner of who is where: each connection's place
+//!   (dialect, tenant, peer id, room, subscriptions, patterns), the channels with
+//!   their members and presence, and the indexes of peers and wildcard
+//!   subscriptions. Its methods return what changed (a peer joined, departed, was
+//!   replaced), and the hub turns those values into frames. The hub itself keeps
+//!   what is about connections (credentials, rate, caps), the timers and the output
+//!   queue. The invariant checker (feature `testing`) checks every index against its
+//!   reverse after every step.
+//! - The [`wire`] modules hold every byte of dialect text. Each dialect is one
+//!   module implementing one codec surface (decode, what the dialect can express,
+//!   its encoders); the hub decides in dialect-neutral values and names no dialect.
 //!
 //! # Room to grow to several nodes
 //!
-//! Routing decisions are made on typed commands and channel state, and delivery goes
-//! through one fan-out path per channel. A broker adapter (Redis, NATS) will feed
-//! remote publishes and presence changes in as inputs from a non-local origin and
-//! take out what other nodes must see as events; the routing rules stay here.
+//! Routing decisions are made on typed commands and the directory's state, and
+//! delivery goes through one fan-out path per channel. A broker adapter (Redis,
+//! NATS) will feed remote publishes and presence changes in as inputs from a
+//! non-local origin and take out what other nodes must see as outputs; the routing
+//! rules stay here.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -123,7 +123,7 @@ pub enum Hangup {
     Hard,
 }
 
-/// What the hub asks of the driver. Drain with [`Hub::poll_output`] after every input.
+/// What the hub asks of the driver. Drain with [`Hub::poll_output`](crate::Hub::poll_output) after every input.
 /// Exhaustive, like [`Input`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {

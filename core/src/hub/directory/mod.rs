@@ -346,6 +346,7 @@ impl Directory {
     }
 
     /// True when nobody is anywhere.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn is_empty(&self) -> bool {
         self.places.is_empty()
             && self.channels.is_empty()
