@@ -76,6 +76,9 @@ impl Run {
             Command::Subscribe(s) => Some(s.channel.as_str()),
             Command::Publish(p) => Some(p.channel.as_str()),
             Command::Announce(a) => Some(a.room.as_str()),
+            // A room message is published to the room: its grants are the room's
+            // (a token on a later announce can take them away while the peer stays).
+            Command::Signal(_) => c.room.as_deref(),
             _ => None,
         };
         let perm = match cmd {
