@@ -1,7 +1,7 @@
 //! `switchyard`: the server binary. It wires configuration to transports; no routing
 //! rule lives here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -209,7 +209,7 @@ fn dev_settings() -> Result<Settings> {
 fn serve(config: Option<PathBuf>) -> Result<()> {
     init_logs();
     let dev = config.is_none();
-    let settings = match &config {
+    let mut settings = match &config {
         Some(path) => load(Some(path.clone()))?,
         None => dev_settings()?,
     };
@@ -219,16 +219,34 @@ fn serve(config: Option<PathBuf>) -> Result<()> {
     }
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Installed before any listener is up: from the first connection on, a SIGHUP
+        // reloads instead of killing the process (its default action).
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let mut server = switchyard::server::start(&settings).await?;
         if dev {
             print_dev_banner(&settings, &server)?;
         }
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = terminate.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = hangup.recv() => {
+                    if let Some(next) = reload(config.as_deref(), &server).await {
+                        settings = next;
+                    }
+                }
+            }
         }
+        // `[shutdown]` as last loaded: a reload changes it too.
         let s = &settings.shutdown;
         let told = server
             .shutdown(
@@ -239,6 +257,38 @@ fn serve(config: Option<PathBuf>) -> Result<()> {
         tracing::info!(connections = told, "shut down");
         Ok(())
     })
+}
+
+/// SIGHUP: reads the config file the server was started with again (environment
+/// overrides included, as at start) and applies what a reload can (see
+/// `Running::reload`). Returns the settings it applied, or `None` when nothing
+/// changed: dev mode has no file, and an unreadable or invalid file (or a certificate
+/// that does not fit its key) is refused whole, so the server carries on with its old
+/// config.
+async fn reload(config: Option<&Path>, server: &switchyard::server::Running) -> Option<Settings> {
+    let Some(path) = config else {
+        tracing::warn!(
+            "SIGHUP: no config file to read again (dev mode, started without --config); nothing changes"
+        );
+        return None;
+    };
+    let file = path.display();
+    let applied = match load(Some(path.to_owned())) {
+        Ok(next) => server.reload(&next).await.map(|closed| (next, closed)),
+        Err(e) => Err(e),
+    };
+    match applied {
+        Ok((next, closed)) => {
+            // `closed`: connections whose credentials the new config no longer
+            // accepts, closed with 4001.
+            tracing::info!(closed, "SIGHUP: config reloaded from {file}");
+            Some(next)
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: config refused ({file}), nothing changes: {e}");
+            None
+        }
+    }
 }
 
 fn print_dev_banner(settings: &Settings, server: &switchyard::server::Running) -> Result<()> {

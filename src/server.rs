@@ -39,6 +39,9 @@ pub struct Running {
     quic_certificate_files: Option<Arc<CertResolver>>,
     /// The hub's [`id_seed`](switchyard_core::Config::id_seed), drawn at start.
     id_seed: u64,
+    /// The config the listeners and the driver were built from, which a reload
+    /// compares with to name what only a restart applies.
+    started: Settings,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -48,10 +51,12 @@ impl Running {
     /// (`[tls]` and `[quic]` `cert_file`/`key_file`, read again, so a renewed
     /// certificate reaches new connections; established ones keep theirs).
     /// Connections whose credentials are gone are closed with 4001; the rest keep
-    /// going. Listener addresses, turning TLS on or off, and driver sizes need a
-    /// restart. The id streams carry on: a reload never seeds them again, so a peer id
-    /// handed out before it is not handed out again after it. Returns how many
-    /// connections were closed; on an invalid config or an unusable certificate
+    /// going. What [`Settings::restart_only_changes`] names (listeners, `[ws]`, most of
+    /// `[quic]`, turning TLS on or off, driver sizes, the token file, a larger
+    /// `max_frame_bytes`) needs a restart: a reload logs a warning naming it and
+    /// applies the rest. The id streams carry on: a reload never seeds them again, so
+    /// a peer id handed out before it is not handed out again after it. Returns how
+    /// many connections were closed; on an invalid config or an unusable certificate
     /// nothing changes.
     pub async fn reload(&self, settings: &Settings) -> Result<usize, Box<dyn std::error::Error>> {
         settings.validate()?;
@@ -73,13 +78,16 @@ impl Running {
         for identity in ws_identity.iter().chain(&quic_identity) {
             CertResolver::new(identity)?;
         }
-        if self.ws_certificate.is_some() != settings.tls.enabled() {
-            tracing::warn!("turning [tls] on or off needs a restart; the listener keeps its mode");
-        }
         let mut core = settings.core_config()?;
         // The hub seeded its id streams once, at start, and a reconfiguration never
         // seeds them again; carrying the seed keeps `Hub::config` telling the truth.
         core.id_seed = self.id_seed;
+        // The listeners size their frame reads at start: a larger limit would only be
+        // advertised (`welcome`'s maxMessageSize), never accepted.
+        core.limits.max_frame_bytes = core
+            .limits
+            .max_frame_bytes
+            .min(self.started.limits.max_frame_bytes);
         let next = reloadable(settings, &core);
         // Held until the hub has the table, so that a concurrent REST change cannot
         // be overwritten by an older one.
@@ -103,6 +111,13 @@ impl Running {
                 resolver.replace(&identity)?;
                 tracing::info!(sha256 = %identity.fingerprint(), "{listener} TLS certificate reloaded");
             }
+        }
+        let needs_restart = self.started.restart_only_changes(settings);
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                "config changes that need a restart, kept as started: {}",
+                needs_restart.join("; ")
+            );
         }
         Ok(closed)
     }
@@ -234,6 +249,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         ws_certificate,
         quic_certificate_files,
         id_seed,
+        started: settings.clone(),
         tasks,
     })
 }

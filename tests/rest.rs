@@ -409,3 +409,71 @@ async fn a_reload_does_not_hand_out_a_peer_id_again() {
     let (_after, second) = json_peer(addr, "lobby").await;
     assert_ne!(first, second, "a reload restarted the peer id stream");
 }
+
+#[test]
+fn a_reload_names_what_only_a_restart_applies() {
+    let with = |env: &[(&str, &str)]| {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Settings::from_toml(CONFIG, env).expect("test config")
+    };
+    let started = with(&[]);
+    // Credentials, limits and the shutdown timings are a reload's to change.
+    let reloadable = with(&[
+        ("SWITCHYARD_AUTH_ANONYMOUS", "false"),
+        ("SWITCHYARD_AUTH_AUTH_TIMEOUT_MS", "300"),
+        ("SWITCHYARD_LIMITS_MESSAGE_RATE", "5"),
+        ("SWITCHYARD_LIMITS_MAX_FRAME_BYTES", "1024"),
+        ("SWITCHYARD_SHUTDOWN_RETRY_AFTER_MS", "1"),
+    ]);
+    let none = started.restart_only_changes(&reloadable);
+    assert!(none.is_empty(), "{none:?}");
+    let restart = with(&[
+        ("SWITCHYARD_LISTEN_TCP", "127.0.0.1:0"),
+        (
+            "SWITCHYARD_WS_ALLOWED_ORIGINS",
+            r#"["https://app.example.com"]"#,
+        ),
+        ("SWITCHYARD_QUIC_IDLE_TIMEOUT_MS", "1000"),
+        ("SWITCHYARD_DRIVER_MAX_CONNECTIONS", "5"),
+        ("SWITCHYARD_AUTH_ACCESS_TOKEN_FILE", "/nowhere/tokens.json"),
+        ("SWITCHYARD_LIMITS_MAX_FRAME_BYTES", "1048576"),
+    ]);
+    assert_eq!(
+        started.restart_only_changes(&restart),
+        [
+            "[listen]",
+            "[ws]",
+            "[quic] idle_timeout_ms, handshake_timeout_ms or dev_cert_file",
+            "[driver]",
+            "[auth] access_token_file",
+            "[limits] max_frame_bytes above its value at start",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_reload_lowers_max_frame_bytes_but_cannot_raise_it_past_what_the_listeners_read() {
+    let (server, addr) = start().await;
+    let started = Settings::from_toml(CONFIG, std::iter::empty())
+        .expect("test config")
+        .limits
+        .max_frame_bytes;
+    let advertised = |welcome: String| {
+        let welcome: Value = serde_json::from_str(&welcome).expect("welcome is JSON");
+        welcome["maxMessageSize"].as_u64().expect("maxMessageSize")
+    };
+    for (asked, applied) in [(started * 4, started), (1024, 1024)] {
+        let env = [(
+            "SWITCHYARD_LIMITS_MAX_FRAME_BYTES".to_owned(),
+            asked.to_string(),
+        )];
+        let settings = Settings::from_toml(CONFIG, env).expect("next config");
+        assert_eq!(server.reload(&settings).await.expect("reload"), 0);
+        let mut ws = Ws::connect(addr, "/v1").await;
+        assert_eq!(
+            advertised(ws.expect_text("welcome").await),
+            applied as u64,
+            "max_frame_bytes {asked} after a start with {started}"
+        );
+    }
+}
