@@ -113,6 +113,8 @@ fn run_hub(rx: Receiver<ToHub>) {
                     }
                 }
                 Output::Event(event) => eprintln!("tcp_hub: {event:?}"),
+                // One node: the hub's `cluster` setting is off, so nothing comes here.
+                Output::Cluster(_) => {}
             }
         }
     }

@@ -23,6 +23,11 @@ pub struct Config {
     /// `switchyard` binary does), or every process hands out the same ids; tests
     /// and fuzzers fix it so runs are reproducible.
     pub id_seed: u64,
+    /// The hub is one node of a cluster: it emits
+    /// [`Output::Cluster`](crate::Output::Cluster) for what other nodes must hear and
+    /// takes [`Input::Remote`](crate::Input::Remote). Off: nothing is emitted (one
+    /// node, the default).
+    pub cluster: bool,
 }
 
 impl Default for Config {
@@ -33,6 +38,7 @@ impl Default for Config {
             reserved_prefixes: vec!["_system/".into(), "_internal/".into(), "_metered/".into()],
             default_tenant: "default".into(),
             id_seed: 0x5157_1C4A_11D5_EED5,
+            cluster: false,
         }
     }
 }

@@ -35,6 +35,7 @@
 //!     match out {
 //!         Output::Send { conn, frame } if conn == bob => to_bob.push(frame),
 //!         Output::Send { .. } | Output::Close { .. } | Output::Event(_) => {}
+//!         Output::Cluster(_) => {} // only with `Config::cluster`: hand to the engine
 //!     }
 //! }
 //! assert_eq!(to_bob.last().unwrap(), r#"/leave|alice|{"id":"alice"}"#);
@@ -99,6 +100,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod cluster;
 pub mod codes;
 pub mod config;
 mod hub;

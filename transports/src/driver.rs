@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use switchyard_core::cluster::{Outbound, Remote};
 use switchyard_core::config::ConfigError;
 use switchyard_core::{CloseCode, Config, ConnId, Event, Hub, Input, Open, Output};
 use tokio::sync::mpsc::error::TrySendError;
@@ -49,6 +50,11 @@ pub struct DriverConfig {
     /// How long writing the last frames and the close may take before the socket is
     /// simply dropped (a slow consumer may never read them).
     pub close_timeout: Duration,
+    /// Where the hub's [`Output::Cluster`] items go: the cluster engine's bounded
+    /// queue (`None`: one node; with the hub's `cluster` setting off nothing is
+    /// emitted anyway). A full queue drops the item and counts it
+    /// ([`Metrics::cluster_dropped`]): the driver never waits for the engine.
+    pub cluster: Option<mpsc::Sender<Outbound>>,
 }
 
 impl Default for DriverConfig {
@@ -59,6 +65,7 @@ impl Default for DriverConfig {
             max_connections: 10_000,
             batch: 256,
             close_timeout: Duration::from_secs(2),
+            cluster: None,
         }
     }
 }
@@ -161,6 +168,7 @@ pub fn start(hub_config: Config, config: DriverConfig) -> Result<DriverHandle, C
         metrics,
         links: BTreeMap::new(),
         batch: config.batch.max(1),
+        cluster: config.cluster,
     };
     tokio::spawn(driver.run(rx));
     Ok(DriverHandle { inbox, shared })
@@ -191,6 +199,11 @@ impl DriverHandle {
         });
         self.send(ToDriver::Control(control)).await?;
         rx.await.map_err(|_| DriverGone)
+    }
+
+    /// Feeds what another node of the cluster did (the engine's side of the driver).
+    pub async fn remote(&self, remote: Remote) -> Result<(), DriverGone> {
+        self.send(ToDriver::Input(Input::Remote(remote))).await
     }
 
     /// The driver's counters (for `/metrics`).
@@ -248,6 +261,7 @@ struct Driver {
     metrics: Arc<Metrics>,
     links: BTreeMap<ConnId, Link>,
     batch: usize,
+    cluster: Option<mpsc::Sender<Outbound>>,
 }
 
 impl Driver {
@@ -347,6 +361,16 @@ impl Driver {
                     Output::Event(event) => {
                         self.metrics.event(&event);
                         log_event(&event);
+                    }
+                    Output::Cluster(out) => {
+                        let Some(engine) = &self.cluster else {
+                            continue;
+                        };
+                        let counter = match engine.try_send(out) {
+                            Ok(()) => &self.metrics.cluster_out,
+                            Err(_) => &self.metrics.cluster_dropped,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

@@ -29,6 +29,12 @@ pub struct Metrics {
     pub connection_panics: AtomicU64,
     /// Gauge: messages waiting in the driver's inbox.
     pub inbox_depth: AtomicI64,
+    /// Items handed to the cluster engine.
+    pub cluster_out: AtomicU64,
+    /// Items dropped because the cluster engine's queue was full (or it was gone).
+    pub cluster_dropped: AtomicU64,
+    /// News from other nodes fed to the hub.
+    pub cluster_in: AtomicU64,
     labelled: Mutex<Labelled>,
 }
 
@@ -45,8 +51,14 @@ pub type Series<L> = Vec<(L, u64)>;
 
 impl Metrics {
     pub(crate) fn input(&self, input: &Input) {
-        if matches!(input, Input::Command { .. } | Input::Malformed { .. }) {
-            self.frames_in.fetch_add(1, Ordering::Relaxed);
+        match input {
+            Input::Command { .. } | Input::Malformed { .. } => {
+                self.frames_in.fetch_add(1, Ordering::Relaxed);
+            }
+            Input::Remote(_) => {
+                self.cluster_in.fetch_add(1, Ordering::Relaxed);
+            }
+            Input::Closed { .. } | Input::Failed { .. } => {}
         }
     }
 

@@ -87,6 +87,9 @@ pub enum Input {
         /// How it closed (for events; the routing outcome is the same).
         how: Hangup,
     },
+    /// Another node of the cluster did something (fed by the cluster engine; see
+    /// [`crate::cluster`]).
+    Remote(crate::cluster::Remote),
     /// The transport must end the connection: its peer broke the wire's rules, or
     /// cannot keep up. The hub closes it with the fault's code, like a close it
     /// decides itself (synthetic leave, presence changes).
@@ -145,6 +148,9 @@ pub enum Output {
     },
     /// Something worth a log line or a metric.
     Event(Event),
+    /// Something the other nodes of the cluster must hear (only with
+    /// [`Config::cluster`](crate::Config::cluster) on): hand it to the engine.
+    Cluster(crate::cluster::Outbound),
 }
 
 /// Observability: what happened, in the past tense.

@@ -533,7 +533,11 @@ impl Hub {
     /// Binds a connection's peer id and indexes it for direct messages. Over the
     /// per-peer cap the connection is closed with 4010 instead (returns false).
     pub(super) fn bind_peer(&mut self, conn: ConnId, peer: PeerId) -> bool {
-        let conns = self.dir.bind(conn, peer);
+        let conns = self.dir.bind(conn, peer.clone());
+        if conns == 1 {
+            let tenant = self.dir.place(conn).tenant().clone();
+            self.tell_peer(&tenant, &peer, true);
+        }
         let cap = self.config.limits.max_conns_per_peer;
         if cap > 0 && conns > cap {
             self.close(

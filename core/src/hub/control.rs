@@ -132,6 +132,7 @@ impl Hub {
         let mut frames =
             Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
         let deliveries = self.deliver(&tenant, channel, None, &mut frames);
+        self.tell_publication(&tenant, &message);
         Ok(Published { stamp, deliveries })
     }
 
@@ -152,21 +153,35 @@ impl Hub {
         for conn in &conns {
             self.close(*conn, code, reason);
         }
+        self.tell_cluster(|| crate::cluster::Outbound::Disconnect {
+            tenant: tenant.to_owned(),
+            peer: peer.to_owned(),
+            code: code.0,
+        });
         self.finish_tick();
         conns.len()
     }
 
     /// The peers present in `channel` of `tenant` and their presence metadata, by id.
     pub fn presence(&self, tenant: &str, channel: &str) -> Vec<(PeerId, Arc<Map<String, Value>>)> {
-        self.dir
-            .channel_id(&TenantId::new(tenant), channel)
+        let tenant = TenantId::new(tenant);
+        let mut all: Vec<_> = self
+            .dir
+            .channel_id(&tenant, channel)
             .and_then(|id| self.dir.channel(id))
             .map(|ch| {
                 ch.presence()
                     .map(|(p, metadata)| (p.clone(), Arc::clone(metadata)))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if self.dir.remote_nodes() > 0 {
+            for (peer, member) in self.dir.remote_only(&tenant, channel) {
+                all.push((PeerId::new(peer), Arc::new(member.metadata.clone())));
+            }
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        all
     }
 
     /// Counts for metrics.

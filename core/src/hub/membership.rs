@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::directory::{Channel, Departed, Metadata};
+use super::directory::{Channel, Departed, Directory, Metadata};
 use super::fanout::Frames;
 use super::{Departure, Event, Hub, Output};
+use crate::cluster::Outbound;
 use crate::ids::{ChannelId, ConnId, PeerId, TenantId};
 use crate::wire::Dialect;
 use crate::wire::codec::{Arrival, Codec, Frame, Original, PresenceEntry, PresenceView};
@@ -58,12 +59,14 @@ impl Hub {
         let Some(me) = ch.member(conn).map(|m| m.peer()) else {
             return;
         };
-        let frames: Vec<Bytes> = ch
-            .presence()
-            .filter(|(peer, _)| *peer != me)
+        let frames: Vec<Bytes> = self
+            .dir
+            .roster(channel)
+            .into_iter()
+            .filter(|(peer, _)| *peer != me.as_str())
             .filter_map(|(peer, metadata)| {
                 let arrival = Arrival {
-                    peer,
+                    peer: &PeerId::new(peer),
                     room: ch.name(),
                     metadata,
                     original: None,
@@ -81,9 +84,19 @@ impl Hub {
     pub(super) fn tell_departure(&mut self, departed: Departed, how: Departure<'_>) {
         let Departed {
             channel,
+            tenant,
             name,
             peer,
         } = departed;
+        self.tell_cluster(|| Outbound::Left {
+            tenant: tenant.as_str().to_owned(),
+            channel: name.to_string(),
+            peer: peer.as_str().to_owned(),
+        });
+        if self.dir.remote_present(&tenant, &name, peer.as_str()) {
+            // Still present through another node: nobody here sees a change.
+            return;
+        }
         let own = match how {
             Departure::Leave(original) => Some(original),
             Departure::Unsubscribed | Departure::Synthetic => None,
@@ -105,7 +118,12 @@ impl Hub {
 
     /// Records a presence change for this step's delta (`None` = left). A later
     /// change of the same peer in the same step replaces an earlier one.
-    fn queue_presence(&mut self, channel: ChannelId, peer: &PeerId, change: Option<Metadata>) {
+    pub(super) fn queue_presence(
+        &mut self,
+        channel: ChannelId,
+        peer: &PeerId,
+        change: Option<Metadata>,
+    ) {
         self.pending_presence
             .entry(channel)
             .or_default()
@@ -123,8 +141,8 @@ impl Hub {
             return;
         };
         let cap = self.config.limits.presence_cap;
-        let frame = codec
-            .presence(&snapshot_view(ch, member.peer(), cap))
+        let frame = snapshot_view(&self.dir, channel, member.peer(), cap)
+            .and_then(|view| codec.presence(&view))
             .map(|f| tagged(codec, f, member.foreign(), ch.tenant()));
         if let Some(frame) = frame {
             self.send(conn, frame);
@@ -142,7 +160,7 @@ impl Hub {
             let Some(ch) = self.dir.channel(channel) else {
                 continue;
             };
-            let count = ch.peer_count();
+            let count = self.dir.present_count(channel);
             let was_over = ch.over_cap();
             let recipients: Vec<(ConnId, PeerId, bool, Dialect)> = ch
                 .members()
@@ -175,7 +193,8 @@ impl Hub {
                     .into_iter()
                     .filter_map(|(conn, me, foreign, dialect)| {
                         let codec = dialect.codec();
-                        let frame = codec.presence(&snapshot_view(ch, &me, cap))?;
+                        let view = snapshot_view(&self.dir, channel, &me, cap)?;
+                        let frame = codec.presence(&view)?;
                         let frame = tagged(codec, frame, foreign, ch.tenant());
                         Some(Output::Send { conn, frame })
                     })
@@ -301,23 +320,45 @@ fn delta_view<'a>(
     })
 }
 
-/// The roster as `me` sees it: the other peers, cut at the presence cap.
-fn snapshot_view<'a>(ch: &'a Channel, me: &PeerId, cap: usize) -> PresenceView<'a> {
-    let joined: Vec<_> = ch
-        .presence()
-        .filter(|(p, _)| *p != me)
-        .take(cap)
-        .map(|(p, metadata)| PresenceEntry {
-            peer_id: p.as_str(),
+/// The roster as `me` sees it: the other peers on every node, cut at the presence
+/// cap.
+fn snapshot_view<'a>(
+    dir: &'a Directory,
+    id: ChannelId,
+    me: &PeerId,
+    cap: usize,
+) -> Option<PresenceView<'a>> {
+    let ch = dir.channel(id)?;
+    let entry =
+        |(p, metadata): (&'a str, &'a serde_json::Map<String, serde_json::Value>)| PresenceEntry {
+            peer_id: p,
             metadata: Some(metadata),
-        })
-        .collect();
-    PresenceView {
+        };
+    let (joined, count): (Vec<_>, usize) = if dir.remote_nodes() == 0 {
+        let joined = ch
+            .presence()
+            .filter(|(p, _)| *p != me)
+            .take(cap)
+            .map(|(p, m)| entry((p.as_str(), &**m)))
+            .collect();
+        (joined, ch.peer_count())
+    } else {
+        let roster = dir.roster(id);
+        let count = roster.len();
+        let joined = roster
+            .into_iter()
+            .filter(|(p, _)| *p != me.as_str())
+            .take(cap)
+            .map(entry)
+            .collect();
+        (joined, count)
+    };
+    Some(PresenceView {
         channel: ch.name(),
         joined,
         left: Vec::new(),
         snapshot: true,
-        count: ch.peer_count(),
-        truncated: ch.peer_count() > cap,
-    }
+        count,
+        truncated: count > cap,
+    })
 }

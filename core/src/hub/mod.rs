@@ -20,6 +20,7 @@ use crate::wire::{Command, DecodeError, Dialect, RequestId};
 mod api;
 pub use api::{Credentials, Event, Fault, Hangup, Input, Open, Output};
 mod auth;
+mod cluster;
 mod control;
 pub use control::{ControlError, Published, Stats};
 mod directory;
@@ -217,6 +218,7 @@ impl Hub {
                     self.event(Event::Disconnected { conn, code: None });
                 }
             }
+            Input::Remote(remote) => self.on_remote(remote),
             Input::Failed { conn, fault } => match fault {
                 Fault::SlowConsumer => {
                     self.close(conn, CloseCode::SLOW_CONSUMER, "outbound queue full");
@@ -341,6 +343,9 @@ impl Hub {
         }
         if c.counted_tenant {
             decrement(&mut self.per_tenant, &removed.tenant);
+        }
+        if let Some(peer) = &removed.offline {
+            self.tell_peer(&removed.tenant, peer, false);
         }
         if tell {
             for departed in removed.departed {

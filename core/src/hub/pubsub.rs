@@ -91,7 +91,11 @@ impl Hub {
             }
             if joined.new_peer {
                 let peer = self.dir.place(conn).peer().cloned().expect("bound at auth");
-                self.announce_presence(joined.channel, conn, &peer, &metadata, None);
+                // A peer already present through another node is no news here.
+                if !self.dir.remote_present(&tenant, &s.channel, peer.as_str()) {
+                    self.announce_presence(joined.channel, conn, &peer, &metadata, None);
+                }
+                self.tell_joined(&tenant, &s.channel, &peer, &metadata, false);
             }
         }
         self.event(Event::Subscribed {
@@ -171,6 +175,7 @@ impl Hub {
             dialect.codec().message(&message, with_meta)
         });
         let deliveries = self.deliver(&tenant, &p.channel, Some(conn), &mut frames);
+        self.tell_publication(&tenant, &message);
         self.answer(conn, rid, Answer::Published(&stamp));
         self.event(Event::Routed { conn, deliveries });
     }
@@ -197,7 +202,8 @@ impl Hub {
             .into_iter()
             .filter(|&t| t != conn && self.codec(t).abilities().direct)
             .collect();
-        if targets.is_empty() {
+        let remote = self.dir.remote_holds(&tenant, to.as_str());
+        if targets.is_empty() && !remote {
             return self.refuse_request(
                 conn,
                 ErrorCode::PeerNotFound,
@@ -216,6 +222,9 @@ impl Hub {
             original: None,
         };
         let deliveries = self.send_direct(&targets, &direct);
+        if remote {
+            self.tell_direct(&tenant, &direct, None);
+        }
         self.ack(conn, rid);
         self.event(Event::Routed { conn, deliveries });
     }

@@ -85,10 +85,12 @@ impl Hub {
         };
         let room = entered.room;
         self.announce_presence(room, conn, &peer, &metadata, Some(original));
+        let tenant = self.dir.place(conn).tenant().clone();
+        self.tell_joined(&tenant, &a.room, &peer, &metadata, true);
         if entered.first_in_room {
             self.introduce_peers(room, conn);
         }
-        let count = self.dir.channel(room).map_or(0, |ch| ch.peer_count());
+        let count = self.dir.present_count(room);
         if let Some(frame) = self.codec(conn).room_info(count) {
             self.send(conn, frame);
         }
@@ -131,7 +133,11 @@ impl Hub {
             .map(|(c, _)| c)
             .collect();
         let meta = Arc::clone(ch.metadata(peer.as_str()).expect("the sender is present"));
-        if targets.is_empty() {
+        let (tenant, room_name) = (ch.tenant().clone(), Arc::clone(ch.name()));
+        let remote = self
+            .dir
+            .remote_present(&tenant, &room_name, t.target.as_str());
+        if targets.is_empty() && !remote {
             return self.refuse(conn, ErrorCode::PeerNotFound, "no such peer in your room");
         }
         if !self.charge_quota(conn, None) {
@@ -152,6 +158,9 @@ impl Hub {
             }),
         };
         let deliveries = self.send_direct(&targets, &direct);
+        if remote {
+            self.tell_direct(&tenant, &direct, Some(&room_name));
+        }
         self.event(Event::Routed { conn, deliveries });
     }
 
@@ -198,6 +207,7 @@ impl Hub {
         let mut frames =
             Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
         let deliveries = self.deliver(&tenant, &name, Some(conn), &mut frames);
+        self.tell_publication(&tenant, &message);
         self.event(Event::Routed { conn, deliveries });
     }
 

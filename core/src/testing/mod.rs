@@ -52,6 +52,7 @@ pub struct TestHub {
     inbox: BTreeMap<String, Vec<String>>,
     transcript: Vec<String>,
     events: Vec<Event>,
+    cluster: Vec<crate::cluster::Outbound>,
 }
 
 /// Unix milliseconds the test hub's wall clock starts at (2023-11-14T22:13:20Z).
@@ -121,6 +122,7 @@ impl TestHub {
             inbox: BTreeMap::new(),
             transcript: Vec::new(),
             events: Vec::new(),
+            cluster: Vec::new(),
         }
     }
 
@@ -244,6 +246,22 @@ impl TestHub {
         std::mem::take(&mut self.events)
     }
 
+    /// What the hub told the other nodes since the last call (with
+    /// [`Config::cluster`] on).
+    pub fn cluster_outputs(&mut self) -> Vec<crate::cluster::Outbound> {
+        std::mem::take(&mut self.cluster)
+    }
+
+    /// Feeds another node's news, then drains.
+    pub fn remote(&mut self, node: &str, event: crate::cluster::RemoteEvent) {
+        let input = Input::Remote(crate::cluster::Remote {
+            node: crate::cluster::NodeId::new(node),
+            event,
+        });
+        self.hub.handle(self.now, input);
+        self.drain();
+    }
+
     fn drain(&mut self) {
         while let Some(out) = self.hub.poll_output() {
             match out {
@@ -259,6 +277,7 @@ impl TestHub {
                         .push(format!("{name} closed {} {reason}", code.0));
                 }
                 Output::Event(e) => self.events.push(e),
+                Output::Cluster(c) => self.cluster.push(c),
             }
         }
         self.hub.check_invariants();

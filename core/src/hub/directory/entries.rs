@@ -188,6 +188,8 @@ pub(super) struct Presence {
 pub(in crate::hub) struct Departed {
     /// The channel (it may be gone already, when nobody is left in it).
     pub(in crate::hub) channel: ChannelId,
+    /// The channel's tenant.
+    pub(in crate::hub) tenant: TenantId,
     /// The channel's name.
     pub(in crate::hub) name: Arc<str>,
     /// Who left.
@@ -224,6 +226,8 @@ pub(in crate::hub) struct Removed {
     pub(in crate::hub) tenant: TenantId,
     /// Channels its peer is no longer present in, room first.
     pub(in crate::hub) departed: Vec<Departed>,
+    /// Its peer, when it was the peer's last connection here.
+    pub(in crate::hub) offline: Option<PeerId>,
 }
 
 /// A wildcard subscriber a message reaches.

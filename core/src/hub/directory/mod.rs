@@ -24,11 +24,13 @@ use crate::wire::Dialect;
 #[cfg(any(test, feature = "testing"))]
 mod check;
 mod entries;
+mod remote;
 
 use entries::Presence;
 pub(super) use entries::{
     Channel, Departed, Entered, Joined, Member, Metadata, PatternRecipient, Place, Removed, SubOpts,
 };
+pub(super) use remote::RemoteEffect;
 
 /// The routing state: see the module docs.
 #[derive(Debug, Default)]
@@ -42,6 +44,8 @@ pub(super) struct Directory {
     peers: BTreeMap<(TenantId, PeerId), BTreeSet<ConnId>>,
     /// Wildcard subscriptions per tenant. They get messages, never presence.
     patterns: BTreeMap<TenantId, BTreeMap<Pattern, BTreeMap<ConnId, SubOpts>>>,
+    /// What each other node of the cluster holds, as it last told us.
+    remote: BTreeMap<crate::cluster::NodeId, crate::cluster::NodeState>,
 }
 
 impl Directory {
@@ -173,6 +177,55 @@ impl Directory {
         }
     }
 
+    /// Detaches `peer`'s room members from room `id` (another node's connection took
+    /// the room over). Returns them, and whether the peer left the room here.
+    pub(super) fn evict_room_member(
+        &mut self,
+        id: ChannelId,
+        peer: &PeerId,
+    ) -> (Vec<ConnId>, Option<Departed>) {
+        let Some(ch) = self.channels.get(&id) else {
+            return (Vec::new(), None);
+        };
+        let stale: Vec<ConnId> = ch
+            .peer_conns(peer.as_str())
+            .map(|(c, _)| c)
+            .filter(|c| self.places[c].room == Some(id))
+            .collect();
+        let mut departed = None;
+        for &old in &stale {
+            self.place_mut(old).room = None;
+            departed = departed.or(self.detach(id, old));
+        }
+        (stale, departed)
+    }
+
+    /// How many peers are present in channel `id` on any node.
+    pub(super) fn present_count(&self, id: ChannelId) -> usize {
+        self.channels.get(&id).map_or(0, |ch| {
+            ch.peer_count() + self.remote_only(&ch.tenant, &ch.name).len()
+        })
+    }
+
+    /// Everyone present in channel `id` on any node, by peer id, with metadata.
+    pub(super) fn roster(
+        &self,
+        id: ChannelId,
+    ) -> BTreeMap<&str, &serde_json::Map<String, serde_json::Value>> {
+        let Some(ch) = self.channels.get(&id) else {
+            return BTreeMap::new();
+        };
+        let mut all: BTreeMap<&str, &serde_json::Map<String, serde_json::Value>> = ch
+            .peers
+            .iter()
+            .map(|(p, presence)| (p.as_str(), &*presence.metadata))
+            .collect();
+        for (peer, member) in self.remote_only(&ch.tenant, &ch.name) {
+            all.insert(peer, &member.metadata);
+        }
+        all
+    }
+
     /// Takes a connection out of its room (`/leave`). `None` when it was in none, or
     /// when its peer is still present through another connection.
     pub(super) fn leave_room(&mut self, conn: ConnId) -> Option<Departed> {
@@ -260,18 +313,21 @@ impl Directory {
         for (tenant, pattern) in &place.patterns {
             self.unindex_pattern(conn, tenant, pattern);
         }
+        let mut offline = None;
         if let Some(peer) = place.peer {
             let key = (place.tenant.clone(), peer);
             if let Some(set) = self.peers.get_mut(&key) {
                 set.remove(&conn);
                 if set.is_empty() {
                     self.peers.remove(&key);
+                    offline = Some(key.1);
                 }
             }
         }
         Some(Removed {
             tenant: place.tenant,
             departed,
+            offline,
         })
     }
 
@@ -353,6 +409,7 @@ impl Directory {
             && self.channel_ids.is_empty()
             && self.peers.is_empty()
             && self.patterns.is_empty()
+            && self.remote.is_empty()
     }
 
     /// The channel's id, creating it if needed.
@@ -451,6 +508,7 @@ impl Directory {
             ch.peers.remove(&member.peer);
             Departed {
                 channel,
+                tenant: ch.tenant.clone(),
                 name: Arc::clone(&ch.name),
                 peer: member.peer,
             }

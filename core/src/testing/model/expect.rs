@@ -184,6 +184,7 @@ impl Run {
                     );
                     obs.close_order.push(idx);
                 }
+                Output::Cluster(c) => self.fail(format!("a one-node hub told a cluster {c:?}")),
                 Output::Event(e) => {
                     match &e {
                         Event::Refused { conn, code } => {
