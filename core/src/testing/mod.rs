@@ -241,6 +241,21 @@ impl TestHub {
         std::mem::take(&mut self.transcript)
     }
 
+    /// The hub, for control-plane calls and queries.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The hub, for control-plane calls; call [`TestHub::collect_outputs`] after.
+    pub fn hub_mut(&mut self) -> &mut Hub {
+        &mut self.hub
+    }
+
+    /// The harness's virtual clock.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// Events emitted since the last call.
     pub fn events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
