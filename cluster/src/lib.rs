@@ -2,7 +2,7 @@
 //!
 //! The routing rules of a cluster live in the core: with
 //! [`Config::cluster`](switchyard_core::Config::cluster) on, the hub emits an
-//! [`Outbound`] for everything other nodes must hear and takes a [`Remote`] for what
+//! [`Outbound`] for everything other nodes must hear and takes a [`Remote`](switchyard_core::cluster::Remote) for what
 //! they did (see [`switchyard_core::cluster`]). An [`Engine`] is only the transport
 //! between nodes, and the loop every engine runs is:
 //!
@@ -125,6 +125,9 @@ pub struct EngineStatus {
     pub dropped: AtomicU64,
     /// How late the last heartbeat went out: from its due time to Redis's answer, ms.
     pub heartbeat_lag_ms: AtomicU64,
+    /// Other nodes heard from within the presence TTL (the engine's view; the hub
+    /// counts only the nodes that hold peers).
+    pub live_nodes: AtomicU64,
 }
 
 impl EngineStatus {
@@ -138,6 +141,7 @@ impl EngineStatus {
             reconnects: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             heartbeat_lag_ms: AtomicU64::new(0),
+            live_nodes: AtomicU64::new(0),
         }
     }
 

@@ -16,7 +16,9 @@
 //!   (`SCAN`) and feed each as a `state` event. Nodes known from before the outage get
 //!   a full `presence_ttl` to be heard from again.
 //! - **First contact**: a change from a node this one does not know yet is preceded by
-//!   that node's key, when it has one, so the change lands on a complete view.
+//!   that node's key, when it has one, so the change lands on a complete view; and
+//!   this node sends its own heartbeat at once, because the keys a newcomer read
+//!   are up to a heartbeat old.
 //! - **Down**: outbound items are dropped and counted; local traffic goes on.
 //!   Reconnects follow a capped exponential backoff with jitter.
 //! - **Shutdown**: the queue is flushed, a `gone` event published, the key deleted.
@@ -149,8 +151,6 @@ impl Engine for RedisEngine {
                     }
                     connected_before = true;
                     backoff.reset();
-                    ctx.status.set_state(EngineState::Connected);
-                    tracing::info!(node = %ctx.node, channel = %self.bus, "cluster engine connected to Redis");
                     match session.run(&mut ctx, commands, bus).await {
                         Ended::Shutdown(mut commands) => {
                             let goodbye = session.goodbye(&mut ctx, &mut commands);
@@ -226,6 +226,9 @@ impl Session<'_> {
         if let Err(e) = self.catch_up(ctx, &mut commands).await {
             return Ended::Lost(e.to_string());
         }
+        // Connected once this node is heard and has heard everyone's state.
+        ctx.status.set_state(EngineState::Connected);
+        tracing::info!(node = %ctx.node, channel = %self.engine.bus, "cluster engine connected to Redis");
         let period = self.engine.ttl / 3;
         let mut heartbeat = tokio::time::interval_at((start + period).into(), period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -386,6 +389,7 @@ impl Session<'_> {
         match serde_json::from_str::<NodeState>(&text) {
             Ok(state) => {
                 self.known.insert(node.clone(), Instant::now());
+                self.count_live(ctx);
                 let _ = ctx
                     .driver
                     .remote(Remote {
@@ -417,22 +421,36 @@ impl Session<'_> {
             return Ok(());
         }
         let node = envelope.node.clone();
-        match envelope.event {
+        let newcomer = match envelope.event {
             WireEvent::Gone => {
                 self.known.remove(&node);
+                false
             }
-            WireEvent::State(_) => {
-                self.known.insert(node, Instant::now());
-            }
+            WireEvent::State(_) => self.known.insert(node, Instant::now()).is_none(),
             WireEvent::Changed(_) => {
-                if self.known.insert(node.clone(), Instant::now()).is_none() {
+                let newcomer = self.known.insert(node.clone(), Instant::now()).is_none();
+                if newcomer {
                     self.feed_key(ctx, commands, node).await?;
                 }
+                newcomer
             }
+        };
+        if newcomer {
+            // The keys it read on connecting are up to a heartbeat old: a fresh state
+            // now spares it that wait.
+            self.heartbeat(ctx, commands, Instant::now()).await?;
         }
+        self.count_live(ctx);
         EngineStatus::count(&ctx.status.received, 1);
         let _ = ctx.driver.remote(envelope.into_remote()).await;
         Ok(())
+    }
+
+    fn count_live(&self, ctx: &EngineContext) {
+        ctx.status.live_nodes.store(
+            self.known.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Forgets the nodes not heard from for `presence_ttl`: their peers leave.
@@ -447,6 +465,7 @@ impl Session<'_> {
             .collect();
         for node in silent {
             self.known.remove(&node);
+            self.count_live(ctx);
             tracing::info!(%node, "cluster node silent for presence_ttl: gone");
             let _ = ctx
                 .driver
