@@ -149,11 +149,12 @@ fn main() -> ExitCode {
         }
         Command::Checkconfig { config } => load(Some(config)).map(|s| {
             println!(
-                "ok: ws {} tcp {} keys {} anonymous {}",
+                "ok: ws {} tcp {} keys {} anonymous {} engine {}",
                 or_off(&s.listen.ws),
                 or_off(&s.listen.tcp),
                 s.auth.keys.len(),
-                s.auth.anonymous
+                s.auth.anonymous,
+                s.engine.describe()
             );
         }),
         Command::Stdio { connect, dialect } => stdio(connect, &dialect),

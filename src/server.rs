@@ -5,15 +5,25 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use switchyard_cluster::{CancellationToken, EngineContext, EngineState, EngineStatus};
+use switchyard_core::cluster::NodeId;
 use switchyard_transports::tls::{self, CertResolver, TlsIdentity};
 use switchyard_transports::{DriverHandle, driver, quic, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::settings::Settings;
 
 /// Listen backlog: the box's `somaxconn`, so a connect storm is not dropped at SYN.
 const BACKLOG: u32 = 4096;
+
+/// Cluster items the driver may queue for the engine before it drops them (counted):
+/// room for a burst while one pipeline is on its way to Redis.
+const CLUSTER_QUEUE: usize = 65_536;
+
+/// How long the engine may take to say goodbye after the hub's shutdown.
+const ENGINE_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A running server.
 #[derive(Debug)]
@@ -31,6 +41,12 @@ pub struct Running {
     pub quic_certificate: Option<Vec<u8>>,
     /// The driver, for control-plane calls and custom transports.
     pub driver: DriverHandle,
+    /// This node's name in the cluster (random per start unless `[engine] node_id`).
+    pub node: NodeId,
+    /// The cluster engine's state and counters.
+    pub engine: Arc<EngineStatus>,
+    engine_stop: CancellationToken,
+    engine_task: Option<JoinHandle<()>>,
     control: crate::rest::Shared,
     access: crate::access_store::Shared,
     /// The certificates read from files, which a reload reads again; `None` for
@@ -82,6 +98,8 @@ impl Running {
         // The hub seeded its id streams once, at start, and a reconfiguration never
         // seeds them again; carrying the seed keeps `Hub::config` telling the truth.
         core.id_seed = self.id_seed;
+        // `[engine]` is read at start only: the hub stays the cluster node it began as.
+        core.cluster = self.started.engine.clustered();
         // The listeners size their frame reads at start: a larger limit would only be
         // advertised (`welcome`'s maxMessageSize), never accepted.
         core.limits.max_frame_bytes = core
@@ -153,6 +171,16 @@ impl Running {
         if tokio::time::timeout(deadline, drained).await.is_err() {
             tracing::warn!("shutdown deadline passed with connections still draining");
         }
+        // After the hub's own shutdown: the last leaves are queued, then the engine
+        // flushes them and tells the other nodes this one is gone.
+        self.engine_stop.cancel();
+        if let Some(task) = self.engine_task.take()
+            && tokio::time::timeout(ENGINE_STOP_DEADLINE, task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the cluster engine did not stop in time");
+        }
         told
     }
 }
@@ -163,6 +191,8 @@ impl Drop for Running {
         for t in &self.tasks {
             t.abort();
         }
+        // The engine says goodbye on its own task while the runtime lasts.
+        self.engine_stop.cancel();
     }
 }
 
@@ -182,7 +212,34 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     }
     core.auth.access_tokens.extend(store.tokens());
     let access = Arc::new(tokio::sync::Mutex::new(store));
-    let driver = driver::start(core, settings.driver_config())?;
+    let engine = settings.engine.engine()?;
+    let clustered = settings.engine.clustered();
+    let (to_engine, outbound) = mpsc::channel(if clustered { CLUSTER_QUEUE } else { 1 });
+    let mut driver_config = settings.driver_config();
+    if clustered {
+        driver_config.cluster = Some(to_engine);
+    }
+    let driver = driver::start(core, driver_config)?;
+    let node = if settings.engine.node_id.is_empty() {
+        NodeId::new(&random_node_id())
+    } else {
+        NodeId::new(&settings.engine.node_id)
+    };
+    let initial = if clustered {
+        EngineState::Reconnecting
+    } else {
+        EngineState::Memory
+    };
+    let engine_status = Arc::new(EngineStatus::new(engine.kind(), initial));
+    let engine_stop = CancellationToken::new();
+    tracing::info!(%node, engine = %settings.engine.describe(), "cluster engine starting");
+    let engine_task = tokio::spawn(engine.run(EngineContext {
+        node: node.clone(),
+        outbound,
+        driver: driver.clone(),
+        status: Arc::clone(&engine_status),
+        shutdown: engine_stop.clone(),
+    }));
     let mut tasks = Vec::new();
     let (mut ws_certificate, mut quic_certificate_files) = (None, None);
     let ws_addr = match bind(&settings.listen.ws)? {
@@ -199,6 +256,10 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
                 driver.clone(),
                 Arc::clone(&control),
                 Arc::clone(&access),
+                crate::rest::Cluster {
+                    node: node.clone(),
+                    status: Arc::clone(&engine_status),
+                },
             ));
             tasks.push(tokio::spawn(ws::serve(listener, driver.clone(), ws_config)));
             Some(addr)
@@ -244,6 +305,10 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         quic_addr,
         quic_certificate,
         driver,
+        node,
+        engine: engine_status,
+        engine_stop,
+        engine_task: Some(engine_task),
         control,
         access,
         ws_certificate,
@@ -263,6 +328,13 @@ pub fn random_id_seed() -> u64 {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
     u64::from_le_bytes(bytes)
+}
+
+/// A node id for a start without `[engine] node_id`: 8 random bytes as 16 hex digits.
+pub fn random_node_id() -> String {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The control plane's reloadable part of `settings`.

@@ -1,22 +1,44 @@
-//! `GET /metrics`: the hub's and the driver's counts in the Prometheus text format.
+//! `GET /metrics`: the hub's, the driver's and the cluster engine's counts in the
+//! Prometheus text format; `GET /healthz`.
 
 use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use switchyard_cluster::{EngineState, EngineStatus};
 use switchyard_core::{CloseCode, Dialect};
 
 use super::{Api, ApiResult, driver_gone, unauthorized};
+
+/// `GET /healthz`: `ok` on one node; with a cluster engine its state and this node
+/// (`degraded` while the engine is not connected; see the module docs of `rest`).
+pub(super) async fn healthz(State(api): State<Api>) -> String {
+    let status = &api.cluster.status;
+    match status.state() {
+        EngineState::Memory => "ok\n".into(),
+        state => format!(
+            "{}\nengine: {} {}\nnode: {}\n",
+            if state == EngineState::Connected {
+                "ok"
+            } else {
+                "degraded"
+            },
+            status.kind(),
+            state.name(),
+            api.cluster.node
+        ),
+    }
+}
 
 pub(super) async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     let need_key = api.settings().metrics_need_key;
     if need_key && api.key(&headers).is_none() {
         return Err(unauthorized());
     }
-    let stats = api
+    let (stats, nodes) = api
         .driver
-        .call(|hub, _| hub.stats())
+        .call(|hub, _| (hub.stats(), hub.cluster_nodes()))
         .await
         .map_err(|_| driver_gone())?;
     let m = api.driver.metrics();
@@ -169,5 +191,64 @@ pub(super) async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiRe
         "Messages waiting for the driver.",
         one(api.driver.inbox_depth() as u64),
     );
+    let engine = &api.cluster.status;
+    let kind = engine.kind();
+    let labelled = |v: u64| vec![(format!("{{engine=\"{kind}\"}}"), v.to_string())];
+    let engine_families: [(&str, &str, &str, u64); 8] = [
+        (
+            "engine_published_total",
+            "counter",
+            "Envelopes this node published to the other nodes.",
+            EngineStatus::load(&engine.published),
+        ),
+        (
+            "engine_received_total",
+            "counter",
+            "Envelopes from other nodes fed to the hub.",
+            EngineStatus::load(&engine.received),
+        ),
+        (
+            "engine_reconnects_total",
+            "counter",
+            "Connections to the engine's broker after the first.",
+            EngineStatus::load(&engine.reconnects),
+        ),
+        (
+            "engine_dropped_total",
+            "counter",
+            "Cluster items dropped: engine not connected, or its queue full.",
+            EngineStatus::load(&engine.dropped) + load(&m.cluster_dropped),
+        ),
+        (
+            "engine_connected",
+            "gauge",
+            "1 while the engine is connected (always 1 for the memory engine).",
+            u64::from(matches!(
+                engine.state(),
+                EngineState::Connected | EngineState::Memory
+            )),
+        ),
+        (
+            "engine_heartbeat_lag_ms",
+            "gauge",
+            "How late the last heartbeat was written, from its due time, milliseconds.",
+            EngineStatus::load(&engine.heartbeat_lag_ms),
+        ),
+        (
+            "engine_nodes",
+            "gauge",
+            "Other nodes whose peers this node's hub knows (nodes holding no peers are not counted).",
+            nodes as u64,
+        ),
+        (
+            "engine_live_nodes",
+            "gauge",
+            "Other nodes heard from within presence_ttl.",
+            EngineStatus::load(&engine.live_nodes),
+        ),
+    ];
+    for (name, kind, help, value) in engine_families {
+        family(name, kind, help, labelled(value));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

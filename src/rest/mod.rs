@@ -2,6 +2,12 @@
 //! HTTP requests there are routed here): publish, mint tokens, list presence,
 //! disconnect, usage, `/healthz`, `/metrics` and the OpenAPI description.
 //!
+//! `/healthz` answers `ok` on one node (the memory engine). With a cluster engine it
+//! names it and this node (`ok\nengine: redis connected\nnode: <id>\n`); while the
+//! engine is not connected the first line is `degraded` and the engine line says
+//! `reconnecting`, still with status 200: the node serves its own clients, and a
+//! Redis outage would otherwise take every node out of a load balancer at once.
+//!
 //! `POST /broadcaster/publish` is The Broadcaster's REST publish: its body
 //! (`channel`, `event`, `payload`), its answer (`id`, `createTime`) and its error codes
 //! (`InvalidArgument`, `Unauthenticated`, …), through the same `Hub::publish_event`.
@@ -64,6 +70,17 @@ pub(crate) struct Api {
     reloadable: Arc<RwLock<Reloadable>>,
     /// REST-issued access tokens (`/v1/access-tokens`).
     pub(crate) access: crate::access_store::Shared,
+    /// The cluster engine, for `/healthz` and `/metrics`.
+    pub(crate) cluster: Cluster,
+}
+
+/// What `/healthz` and `/metrics` show of the cluster engine.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// This node's name.
+    pub node: switchyard_core::cluster::NodeId,
+    /// The engine's state and counters.
+    pub status: Arc<switchyard_cluster::EngineStatus>,
 }
 
 /// What a config reload replaces.
@@ -119,7 +136,7 @@ pub(crate) fn driver_gone() -> ApiError {
 /// Builds the router.
 fn router(api: Api) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/publish", post(publish::publish))
@@ -145,11 +162,13 @@ pub fn http_fallback(
     driver: DriverHandle,
     reloadable: Shared,
     access: crate::access_store::Shared,
+    cluster: Cluster,
 ) -> HttpFallback {
     let router = router(Api {
         driver,
         reloadable,
         access,
+        cluster,
     });
     HttpFallback(Arc::new(
         move |stream: Box<dyn HttpIo>, remote: SocketAddr| {

@@ -24,6 +24,7 @@ impl Settings {
         }
         self.tcp_config()?;
         self.ws_config()?;
+        self.validate_engine()?;
         if self.quic.cert_file.is_empty() != self.quic.key_file.is_empty() {
             return Err(SettingsError::Invalid(
                 "quic: cert_file and key_file go together".into(),
@@ -49,6 +50,7 @@ impl Settings {
     /// The core's configuration.
     pub fn core_config(&self) -> Result<Config, SettingsError> {
         let mut c = Config::default();
+        c.cluster = self.engine.clustered();
         let l = &self.limits;
         c.limits.max_frame_bytes = l.max_frame_bytes;
         c.limits.max_channels_per_conn = l.max_channels_per_conn;

@@ -9,17 +9,19 @@
 //!
 //! One file per job: [`Settings`] and its sections with their defaults (`sections`),
 //! reading a file with `SWITCHYARD_*` overrides on top ([`Settings::from_toml`], in
-//! `env`), the conversion to the core's and the listeners' configs with the checks
+//! `env`), the cluster engine's section (`engine`), the conversion to the core's and the listeners' configs with the checks
 //! parsing cannot make (`convert`), what a reload cannot apply
 //! ([`Settings::restart_only_changes`], in `reload`), and the commented template
 //! `switchyard genconfig` prints ([`example`], from `example.toml`).
 
 mod convert;
+mod engine;
 mod env;
 mod example;
 mod reload;
 mod sections;
 
+pub use engine::EngineSettings;
 pub use example::example;
 pub use sections::{
     AccessTokenSettings, ApiSettings, Auth, Driver, KeySettings, LimitSettings, Listen,
@@ -53,6 +55,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
+    /// The cluster engine (`memory`: one node).
+    pub engine: EngineSettings,
 }
 
 /// Why a config cannot be used.

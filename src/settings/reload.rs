@@ -28,6 +28,7 @@ impl Settings {
             ),
             ("[tls] on or off", self.tls.enabled() != next.tls.enabled()),
             ("[driver]", self.driver != next.driver),
+            ("[engine]", self.engine != next.engine),
             (
                 "[auth] access_token_file",
                 self.auth.access_token_file != next.auth.access_token_file,

@@ -1,0 +1,170 @@
+//! The JSON envelope nodes exchange: `{"node":"<id>","event":…}`.
+//!
+//! Implementation note: the core's [`RemoteEvent`] is internally tagged with `type`,
+//! and so is the [`Outbound`] inside its `Changed` variant; serialised as it is, a
+//! change would carry two `type` keys (`{"type":"changed","type":"publish",…}`), which
+//! serde refuses to read back (duplicate field). The envelope therefore tags the event
+//! externally, a key per kind, and keeps the core's own shapes inside it:
+//!
+//! ```json
+//! {"node":"a1","event":{"changed":{"type":"publish","tenant":"default",…}}}
+//! {"node":"a1","event":{"state":{"channels":{…},"peers":{…}}}}
+//! {"node":"a1","event":"gone"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::cluster::{NodeId, NodeState, Outbound, Remote, RemoteEvent};
+
+/// One message on the cluster's bus: who said it and what happened there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The node that published it.
+    pub node: NodeId,
+    /// What happened on that node.
+    pub event: WireEvent,
+}
+
+/// [`RemoteEvent`] as it travels (externally tagged; see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireEvent {
+    /// [`RemoteEvent::Changed`].
+    Changed(Outbound),
+    /// [`RemoteEvent::State`].
+    State(NodeState),
+    /// [`RemoteEvent::Gone`].
+    Gone,
+}
+
+/// An envelope that does not parse.
+#[derive(Debug)]
+pub struct EnvelopeError(serde_json::Error);
+
+impl std::fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cluster envelope: {}", self.0)
+    }
+}
+
+impl std::error::Error for EnvelopeError {}
+
+impl Envelope {
+    /// Wraps `remote` for the wire.
+    pub fn new(remote: Remote) -> Self {
+        let event = match remote.event {
+            RemoteEvent::Changed(out) => WireEvent::Changed(out),
+            RemoteEvent::State(state) => WireEvent::State(state),
+            RemoteEvent::Gone => WireEvent::Gone,
+        };
+        Self {
+            node: remote.node,
+            event,
+        }
+    }
+
+    /// The JSON text.
+    pub fn encode(&self) -> String {
+        // Invariant: every field is a string-keyed map, a string, a number or a
+        // bool, which serde_json always serialises.
+        serde_json::to_string(self).expect("a cluster envelope serialises")
+    }
+
+    /// Parses the JSON text.
+    pub fn decode(text: &[u8]) -> Result<Self, EnvelopeError> {
+        serde_json::from_slice(text).map_err(EnvelopeError)
+    }
+
+    /// The core's value.
+    pub fn into_remote(self) -> Remote {
+        let event = match self.event {
+            WireEvent::Changed(out) => RemoteEvent::Changed(out),
+            WireEvent::State(state) => RemoteEvent::State(state),
+            WireEvent::Gone => RemoteEvent::Gone,
+        };
+        Remote {
+            node: self.node,
+            event,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::cluster::{Member, Payload, Publication};
+
+    fn roundtrip(event: RemoteEvent) {
+        let remote = Remote {
+            node: NodeId::new("a1"),
+            event,
+        };
+        let text = Envelope::new(remote.clone()).encode();
+        let back = Envelope::decode(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .into_remote();
+        assert_eq!(back, remote, "{text}");
+    }
+
+    #[test]
+    fn every_kind_of_event_survives_the_wire() {
+        roundtrip(RemoteEvent::Gone);
+        let mut state = NodeState::default();
+        state
+            .channels
+            .entry("default".into())
+            .or_default()
+            .entry("lobby".into())
+            .or_default()
+            .insert(
+                "alice".into(),
+                Member {
+                    metadata: serde_json::Map::new(),
+                    room: true,
+                },
+            );
+        roundtrip(RemoteEvent::State(state));
+        roundtrip(RemoteEvent::Changed(Outbound::Publish(Publication {
+            tenant: "default".into(),
+            channel: "lobby".into(),
+            from: "alice".into(),
+            meta: serde_json::Map::new(),
+            payload: Payload::Json {
+                data: r#"{"n":1}"#.into(),
+            },
+            event: None,
+            number: 7,
+            unix_ms: 1,
+            original: None,
+        })));
+        roundtrip(RemoteEvent::Changed(Outbound::Peer {
+            tenant: "default".into(),
+            peer: "bob".into(),
+            online: true,
+        }));
+    }
+
+    #[test]
+    fn the_envelope_is_node_then_event() {
+        let text = Envelope::new(Remote {
+            node: NodeId::new("a1"),
+            event: RemoteEvent::Gone,
+        })
+        .encode();
+        assert_eq!(text, r#"{"node":"a1","event":"gone"}"#);
+    }
+
+    /// Documents why the envelope exists: the core's own tagging cannot be read back.
+    #[test]
+    fn the_cores_own_serialisation_of_a_change_does_not_read_back() {
+        let remote = Remote {
+            node: NodeId::new("a1"),
+            event: RemoteEvent::Changed(Outbound::Peer {
+                tenant: "default".into(),
+                peer: "bob".into(),
+                online: true,
+            }),
+        };
+        let text = serde_json::to_string(&remote).expect("serialises");
+        assert!(serde_json::from_str::<Remote>(&text).is_err(), "{text}");
+    }
+}

@@ -1,0 +1,32 @@
+//! The memory engine: one node, nothing to carry.
+
+use crate::{Engine, EngineContext, EngineState};
+
+/// One node alone: the default. The hub runs with `cluster` off, so the queue stays
+/// empty; anything that does arrive has nowhere to go and is dropped (and counted).
+#[derive(Debug, Default)]
+pub struct MemoryEngine;
+
+#[async_trait::async_trait]
+impl Engine for MemoryEngine {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn run(self: Box<Self>, mut ctx: EngineContext) {
+        ctx.status.set_state(EngineState::Memory);
+        loop {
+            tokio::select! {
+                () = ctx.shutdown.cancelled() => break,
+                item = ctx.outbound.recv() => match item {
+                    Some(_) => crate::EngineStatus::count(&ctx.status.dropped, 1),
+                    None => {
+                        ctx.shutdown.cancelled().await;
+                        break;
+                    }
+                },
+            }
+        }
+        ctx.status.set_state(EngineState::Stopped);
+    }
+}
