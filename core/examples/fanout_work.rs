@@ -47,9 +47,7 @@ fn main() {
         ),
         _ => format!(r#"{{"type":"publish","channel":"bench","data":{{"text":"{text}"}}}}"#),
     };
-    let command = dialect
-        .decode(Bytes::from(frame))
-        .expect("a valid frame");
+    let command = dialect.decode(Bytes::from(frame)).expect("a valid frame");
     let sent = publish_all(&mut hub, now, sender, &command, messages);
     println!("{sent} frames for {messages} messages to {receivers} receivers");
 }

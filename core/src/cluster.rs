@@ -190,9 +190,11 @@ pub struct Remote {
     pub event: RemoteEvent,
 }
 
-/// The kinds of [`Remote`] news.
+/// The kinds of [`Remote`] news. Externally tagged (`{"changed":{"type":..}}`,
+/// `{"state":..}`, `"gone"`): the [`Outbound`] inside `Changed` carries its own
+/// `type` tag, and two `type` keys in one object would not read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RemoteEvent {
     /// One of the node's incremental changes.
     Changed(Outbound),

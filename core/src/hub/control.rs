@@ -238,12 +238,19 @@ impl Hub {
     /// keeps its grants until it reconnects, unless what authenticated it is gone (a
     /// removed signing key, publishable key, or anonymous access): then it is closed
     /// with 4001. Returns how many were closed. An invalid config changes nothing.
+    /// `id_seed` and `cluster` are kept from the running config (they are fixed at
+    /// start).
     pub fn reconfigure(
         &mut self,
         now: std::time::Instant,
         config: Config,
     ) -> Result<usize, ConfigError> {
         self.tick(now);
+        // Fixed for the hub's life: its id streams are already seeded, and whether it
+        // is one node of a cluster is the driver's wiring.
+        let mut config = config;
+        config.id_seed = self.config.id_seed;
+        config.cluster = self.config.cluster;
         let policy = auth::Policy::from_config(&config)?;
         self.policy = policy;
         self.config = config;

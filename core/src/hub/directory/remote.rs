@@ -97,6 +97,7 @@ impl Directory {
     ) -> Vec<RemoteEffect> {
         let old = self.remote.get(node).cloned().unwrap_or_default();
         let mut new = old.clone();
+        let gone = event == RemoteEvent::Gone;
         match event {
             RemoteEvent::State(state) => new = state,
             RemoteEvent::Gone => new = NodeState::default(),
@@ -185,7 +186,7 @@ impl Directory {
                 _ => {}
             }
         }
-        if new != NodeState::default() {
+        if !gone {
             self.remote.insert(node.clone(), new);
         }
         effects
