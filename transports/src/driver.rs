@@ -203,7 +203,8 @@ impl DriverHandle {
 
     /// Feeds what another node of the cluster did (the engine's side of the driver).
     pub async fn remote(&self, remote: Remote) -> Result<(), DriverGone> {
-        self.send(ToDriver::Input(Input::Remote(remote))).await
+        self.send(ToDriver::Input(Input::Remote(Box::new(remote))))
+            .await
     }
 
     /// The driver's counters (for `/metrics`).
@@ -366,7 +367,7 @@ impl Driver {
                         let Some(engine) = &self.cluster else {
                             continue;
                         };
-                        let counter = match engine.try_send(out) {
+                        let counter = match engine.try_send(*out) {
                             Ok(()) => &self.metrics.cluster_out,
                             Err(_) => &self.metrics.cluster_dropped,
                         };

@@ -89,7 +89,8 @@ pub enum Input {
     },
     /// Another node of the cluster did something (fed by the cluster engine; see
     /// [`crate::cluster`]).
-    Remote(crate::cluster::Remote),
+    /// (Boxed: it is large and rare, and inputs travel through channels.)
+    Remote(Box<crate::cluster::Remote>),
     /// The transport must end the connection: its peer broke the wire's rules, or
     /// cannot keep up. The hub closes it with the fault's code, like a close it
     /// decides itself (synthetic leave, presence changes).
@@ -150,7 +151,9 @@ pub enum Output {
     Event(Event),
     /// Something the other nodes of the cluster must hear (only with
     /// [`Config::cluster`](crate::Config::cluster) on): hand it to the engine.
-    Cluster(crate::cluster::Outbound),
+    /// (Boxed: it is large and rare, and every `Send` of a fan-out is moved through
+    /// the same queue: an inline one made each output 4× larger.)
+    Cluster(Box<crate::cluster::Outbound>),
 }
 
 /// Observability: what happened, in the past tense.
@@ -226,4 +229,24 @@ pub enum Event {
         /// The code, when the hub closed it.
         code: Option<CloseCode>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every frame of a fan-out moves through the output queue: keep outputs small.
+    #[test]
+    fn outputs_and_inputs_stay_small() {
+        assert!(
+            size_of::<Output>() <= 64,
+            "Output is {} bytes",
+            size_of::<Output>()
+        );
+        assert!(
+            size_of::<Input>() <= 160,
+            "Input is {} bytes",
+            size_of::<Input>()
+        );
+    }
 }

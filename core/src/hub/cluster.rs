@@ -28,7 +28,7 @@ impl Hub {
     /// Queues `out` for the other nodes, when the hub is one node of a cluster.
     pub(super) fn tell_cluster(&mut self, out: impl FnOnce() -> Outbound) {
         if self.config.cluster {
-            self.out.push_back(Output::Cluster(out()));
+            self.out.push_back(Output::Cluster(Box::new(out())));
         }
     }
 

@@ -218,7 +218,7 @@ impl Hub {
                     self.event(Event::Disconnected { conn, code: None });
                 }
             }
-            Input::Remote(remote) => self.on_remote(remote),
+            Input::Remote(remote) => self.on_remote(*remote),
             Input::Failed { conn, fault } => match fault {
                 Fault::SlowConsumer => {
                     self.close(conn, CloseCode::SLOW_CONSUMER, "outbound queue full");

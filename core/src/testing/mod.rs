@@ -269,10 +269,10 @@ impl TestHub {
 
     /// Feeds another node's news, then drains.
     pub fn remote(&mut self, node: &str, event: crate::cluster::RemoteEvent) {
-        let input = Input::Remote(crate::cluster::Remote {
+        let input = Input::Remote(Box::new(crate::cluster::Remote {
             node: crate::cluster::NodeId::new(node),
             event,
-        });
+        }));
         self.hub.handle(self.now, input);
         self.drain();
     }
@@ -292,7 +292,7 @@ impl TestHub {
                         .push(format!("{name} closed {} {reason}", code.0));
                 }
                 Output::Event(e) => self.events.push(e),
-                Output::Cluster(c) => self.cluster.push(c),
+                Output::Cluster(c) => self.cluster.push(*c),
             }
         }
         self.hub.check_invariants();
