@@ -11,6 +11,7 @@
 mod common;
 mod control;
 mod harness;
+mod rtc_io;
 mod wires;
 
 use std::time::{Duration, Instant};
