@@ -8,6 +8,12 @@
 //! The file is written to a fresh temporary file in the same directory, fsynced,
 //! renamed over the old one and the directory fsynced: a crash leaves the old file or
 //! the new one, never half of either.
+//!
+//! In a cluster the records are also one table for every node (the engine's shared
+//! table [`TABLE`], `docs/cluster-redis.md`): each node keeps its own copy (and file),
+//! writes every new record and every revocation to the shared table, and merges what
+//! the others wrote ([`on_news`]): an id it does not know is added, and a revocation
+//! always wins, so the copies converge whatever the order.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -23,8 +29,11 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use switchyard_cluster::{TableNews, TableWrite, WriteMode};
 use switchyard_core::access::{self, AccessToken, Cidr};
 use switchyard_core::token::Permissions;
+use switchyard_transports::DriverHandle;
+use tokio::sync::mpsc;
 
 use crate::rest::{Api, ApiError, ApiResult, driver_gone, parse, unauthorized};
 
@@ -34,6 +43,10 @@ pub type Shared = Arc<tokio::sync::Mutex<AccessStore>>;
 
 /// The file's format version.
 const VERSION: u32 = 1;
+
+/// The name of the cluster's shared table of REST-issued tokens (`P:access-tokens`
+/// with Redis): id → the [`Record`] as JSON, as the file holds it.
+pub const TABLE: &str = "access-tokens";
 
 /// One issued token as the file keeps it: everything but the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +217,8 @@ pub enum StoreError {
 pub struct AccessStore {
     path: Option<PathBuf>,
     records: Vec<Record>,
+    /// Where new records and revocations go for the other nodes (a cluster only).
+    shared: Option<mpsc::Sender<TableWrite>>,
 }
 
 impl AccessStore {
@@ -243,7 +258,51 @@ impl AccessStore {
         Ok(Self {
             path: Some(path),
             records,
+            shared: None,
         })
+    }
+
+    /// Shares the records with the other nodes of a cluster through `writes` (the
+    /// engine's [`Tables::writes`](switchyard_cluster::Tables::writes)).
+    pub fn share(&mut self, writes: mpsc::Sender<TableWrite>) {
+        self.shared = Some(writes);
+    }
+
+    /// Writes `record` to the shared table, when there is one. `Insert` for a new
+    /// record, `Replace` for a revocation (which must win over an older copy).
+    async fn tell_cluster(&self, record: &Record, mode: WriteMode) {
+        let Some(writes) = &self.shared else {
+            return;
+        };
+        let write = TableWrite {
+            table: TABLE.into(),
+            key: record.id.clone(),
+            value: serde_json::to_string(record).expect("records serialise"),
+            mode,
+        };
+        if writes.send(write).await.is_err() {
+            tracing::debug!(id = %record.id, "the cluster engine has stopped: token change not shared");
+        }
+    }
+
+    /// Takes another node's copy of a record: an unknown id is added (if it reads as
+    /// a token), a revocation wins over an unrevoked copy. Whether anything changed.
+    fn merge(&mut self, theirs: Record) -> bool {
+        if let Err(reason) = theirs.to_core() {
+            tracing::warn!(%reason, "cluster: unusable access token from another node, skipped");
+            return false;
+        }
+        match self.records.iter_mut().find(|r| r.id == theirs.id) {
+            None => {
+                self.records.push(theirs);
+                true
+            }
+            Some(mine) if mine.revoked_at.is_none() && theirs.revoked_at.is_some() => {
+                mine.revoked_at = theirs.revoked_at;
+                true
+            }
+            Some(_) => false,
+        }
     }
 
     /// Every stored token, revoked ones included, as the core takes them.
@@ -435,6 +494,7 @@ pub(crate) async fn create(State(api): State<Api>, headers: HeaderMap, body: Byt
         let _ = apply(&api, tokens).await;
         return Err(store_failed(&e));
     }
+    store.tell_cluster(&record, WriteMode::Insert).await;
     tracing::info!(id = %record.id, tenants = ?record.tenants, "access token issued");
     let mut shown = record.public();
     shown["token"] = json!(token);
@@ -502,10 +562,86 @@ pub(crate) async fn revoke(
             return Err(store_failed(&e));
         }
     }
+    // Shared even when already revoked here: a node that missed it catches up.
+    store
+        .tell_cluster(&store.records[i], WriteMode::Replace)
+        .await;
     let tokens = table(&api, &store);
     let closed = apply(&api, tokens)
         .await?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     tracing::info!(%id, closed, "access token revoked");
     Ok(Json(json!({"id": id, "revoked": true, "disconnected": closed})).into_response())
+}
+
+/// Takes the cluster engine's news of the shared table into this node's store: merges
+/// it, saves the file, and hands the hub the new table (closing, with 4001, the
+/// connections of a token another node revoked). After a snapshot (every engine
+/// (re)connect) it writes back what the shared table lacks or holds unrevoked.
+pub async fn on_news(
+    news: TableNews,
+    store: &Shared,
+    control: &crate::rest::Shared,
+    driver: &DriverHandle,
+) {
+    let read = |key: &str, value: &str| match serde_json::from_str::<Record>(value) {
+        Ok(record) if record.id == key => Some(record),
+        Ok(_) => {
+            tracing::warn!(%key, "cluster: an access token filed under another id, skipped");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%key, %error, "cluster: unreadable access token record, skipped");
+            None
+        }
+    };
+    let mut store = store.lock().await;
+    let changed = match news {
+        TableNews::Snapshot { table, entries } if table == TABLE => {
+            let theirs: Vec<Record> = entries.iter().filter_map(|(k, v)| read(k, v)).collect();
+            let mut changed = false;
+            for record in theirs.iter().cloned() {
+                changed |= store.merge(record);
+            }
+            let behind: Vec<(Record, WriteMode)> = store
+                .records
+                .iter()
+                .filter_map(|mine| match theirs.iter().find(|t| t.id == mine.id) {
+                    None => Some((mine.clone(), WriteMode::Insert)),
+                    Some(t) if t.revoked_at.is_none() && mine.revoked_at.is_some() => {
+                        Some((mine.clone(), WriteMode::Replace))
+                    }
+                    Some(_) => None,
+                })
+                .collect();
+            for (record, mode) in &behind {
+                store.tell_cluster(record, *mode).await;
+            }
+            changed
+        }
+        TableNews::Written { table, key, value } if table == TABLE => {
+            read(&key, &value).is_some_and(|record| store.merge(record))
+        }
+        _ => false,
+    };
+    if !changed {
+        return;
+    }
+    if let Err(e) = store.save() {
+        tracing::error!(error = %e, "could not persist access tokens heard from the cluster");
+    }
+    let mut tokens = control
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .access_tokens
+        .clone();
+    tokens.extend(store.tokens());
+    match driver
+        .call(move |hub, now| hub.set_access_tokens(now, tokens))
+        .await
+    {
+        Ok(Ok(closed)) => tracing::info!(closed, "access tokens updated from the cluster"),
+        Ok(Err(error)) => tracing::error!(%error, "the hub refused the cluster's access tokens"),
+        Err(_) => {} // the server is stopping
+    }
 }

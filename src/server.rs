@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use switchyard_cluster::{CancellationToken, EngineContext, EngineState, EngineStatus};
+use switchyard_cluster::{CancellationToken, EngineContext, EngineState, EngineStatus, Tables};
 use switchyard_core::cluster::NodeId;
 use switchyard_transports::tls::{self, CertResolver, TlsIdentity};
 use switchyard_transports::{DriverHandle, driver, quic, tcp, ws};
@@ -21,6 +21,10 @@ const BACKLOG: u32 = 4096;
 /// Cluster items the driver may queue for the engine before it drops them (counted):
 /// room for a burst while one pipeline is on its way to Redis.
 const CLUSTER_QUEUE: usize = 65_536;
+
+/// Shared-table writes (token changes) the REST handlers may queue for the engine
+/// before they wait for it.
+const TABLE_QUEUE: usize = 256;
 
 /// How long the engine may take to say goodbye after the hub's shutdown.
 const ENGINE_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -204,16 +208,33 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     let id_seed = random_id_seed();
     core.id_seed = id_seed;
     let control = Arc::new(RwLock::new(reloadable(settings, &core)));
-    let store = crate::access_store::AccessStore::open(&settings.auth.access_token_file)?;
+    let mut store = crate::access_store::AccessStore::open(&settings.auth.access_token_file)?;
     if settings.auth.access_token_file.is_empty() {
         tracing::debug!(
             "no [auth] access_token_file: REST-issued access tokens last until restart"
         );
     }
     core.auth.access_tokens.extend(store.tokens());
-    let access = Arc::new(tokio::sync::Mutex::new(store));
     let engine = settings.engine.engine()?;
     let clustered = settings.engine.clustered();
+    // In a cluster the REST-issued access tokens are one table for every node.
+    let (tables, table_news) = if clustered {
+        let (writes_to_engine, writes) = mpsc::channel(TABLE_QUEUE);
+        let (news, table_news) = mpsc::unbounded_channel();
+        store.share(writes_to_engine);
+        let names = vec![crate::access_store::TABLE.to_owned()];
+        (
+            Tables {
+                names,
+                writes,
+                news,
+            },
+            Some(table_news),
+        )
+    } else {
+        (Tables::none(), None)
+    };
+    let access = Arc::new(tokio::sync::Mutex::new(store));
     let (to_engine, outbound) = mpsc::channel(if clustered { CLUSTER_QUEUE } else { 1 });
     let mut driver_config = settings.driver_config();
     if clustered {
@@ -238,9 +259,18 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         outbound,
         driver: driver.clone(),
         status: Arc::clone(&engine_status),
+        tables,
         shutdown: engine_stop.clone(),
     }));
     let mut tasks = Vec::new();
+    if let Some(mut news) = table_news {
+        let (access, control, driver) = (Arc::clone(&access), Arc::clone(&control), driver.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Some(news) = news.recv().await {
+                crate::access_store::on_news(news, &access, &control, &driver).await;
+            }
+        }));
+    }
     let (mut ws_certificate, mut quic_certificate_files) = (None, None);
     let ws_addr = match bind(&settings.listen.ws)? {
         Some(listener) => {

@@ -7,7 +7,11 @@
 //! {"node":"a1","event":{"changed":{"type":"publish","tenant":"default",…}}}
 //! {"node":"a1","event":{"state":{"channels":{…},"peers":{…}}}}
 //! {"node":"a1","event":"gone"}
+//! {"node":"a1","event":{"table":{"table":"access-tokens","key":"…","value":"…"}}}
 //! ```
+//!
+//! `table` is the engine's own (a write to a shared table, see [`crate::Tables`]), not
+//! the core's: it never reaches the hub.
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::cluster::{NodeId, NodeState, Outbound, Remote, RemoteEvent};
@@ -31,6 +35,19 @@ pub enum WireEvent {
     State(NodeState),
     /// [`RemoteEvent::Gone`].
     Gone,
+    /// A write to a shared table (the engine's, not the hub's).
+    Table(TableEntry),
+}
+
+/// A record written to a shared table, as other nodes hear of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// The table.
+    pub table: String,
+    /// The record's key.
+    pub key: String,
+    /// The record.
+    pub value: String,
 }
 
 /// An envelope that does not parse.
@@ -71,17 +88,18 @@ impl Envelope {
         serde_json::from_slice(text).map_err(EnvelopeError)
     }
 
-    /// The core's value.
-    pub fn into_remote(self) -> Remote {
+    /// The core's value; `None` for the engine's own events (a table write).
+    pub fn into_remote(self) -> Option<Remote> {
         let event = match self.event {
             WireEvent::Changed(out) => RemoteEvent::Changed(out),
             WireEvent::State(state) => RemoteEvent::State(state),
             WireEvent::Gone => RemoteEvent::Gone,
+            WireEvent::Table(_) => return None,
         };
-        Remote {
+        Some(Remote {
             node: self.node,
             event,
-        }
+        })
     }
 }
 
@@ -98,7 +116,8 @@ mod tests {
         let text = Envelope::new(remote.clone()).encode();
         let back = Envelope::decode(text.as_bytes())
             .unwrap_or_else(|e| panic!("{text}: {e}"))
-            .into_remote();
+            .into_remote()
+            .expect("a core event");
         assert_eq!(back, remote, "{text}");
     }
 
@@ -138,6 +157,26 @@ mod tests {
             peer: "bob".into(),
             online: true,
         }));
+    }
+
+    #[test]
+    fn a_table_write_reads_back_and_never_reaches_the_hub() {
+        let envelope = Envelope {
+            node: NodeId::new("a1"),
+            event: WireEvent::Table(TableEntry {
+                table: "access-tokens".into(),
+                key: "k1".into(),
+                value: r#"{"id":"k1"}"#.into(),
+            }),
+        };
+        let text = envelope.encode();
+        assert_eq!(
+            text,
+            r#"{"node":"a1","event":{"table":{"table":"access-tokens","key":"k1","value":"{\"id\":\"k1\"}"}}}"#
+        );
+        let back = Envelope::decode(text.as_bytes()).expect("reads back");
+        assert_eq!(back, envelope);
+        assert_eq!(back.into_remote(), None);
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! 5. on shutdown, tell the others this node is gone.
 //! ```
 //!
+//! Beside the hub's traffic, an engine keeps the server's shared [`Tables`] (the
+//! REST-issued access tokens): it stores the records the server writes where every
+//! node reads them, tells the other nodes of each write, and hands the server the whole
+//! table after every (re)connect. The memory engine has no other node and drops them.
+//!
 //! Two engines exist: [`MemoryEngine`] (one node, nothing to carry: the default) and
 //! [`RedisEngine`] (Redis pub/sub, one channel per cluster). Another one (NATS, say)
 //! implements [`Engine`] without touching the core or the driver.
@@ -32,6 +37,7 @@ mod backoff;
 mod envelope;
 mod memory;
 mod redis_engine;
+mod tables;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -40,9 +46,10 @@ use switchyard_core::cluster::{NodeId, Outbound};
 use switchyard_transports::DriverHandle;
 use tokio::sync::mpsc;
 
-pub use envelope::{Envelope, EnvelopeError};
+pub use envelope::{Envelope, EnvelopeError, TableEntry};
 pub use memory::MemoryEngine;
 pub use redis_engine::{RedisEngine, RedisSettings, redis_url_problem};
+pub use tables::{TableNews, TableWrite, Tables, WriteMode};
 pub use tokio_util::sync::CancellationToken;
 
 /// A transport for cluster traffic. Runs as one task until its shutdown signal.
@@ -67,6 +74,8 @@ pub struct EngineContext {
     pub driver: DriverHandle,
     /// What the engine reports to `/healthz` and `/metrics`.
     pub status: Arc<EngineStatus>,
+    /// The tables the server shares with the other nodes ([`Tables::none`] on one node).
+    pub tables: Tables,
     /// Cancelled when the server stops (after the hub's own shutdown, so the last
     /// leaves are in the queue before the engine says goodbye).
     pub shutdown: CancellationToken,
@@ -120,8 +129,8 @@ pub struct EngineStatus {
     pub received: AtomicU64,
     /// Connections made after the first one.
     pub reconnects: AtomicU64,
-    /// Outbound items dropped because the engine was not connected (or could not
-    /// encode them).
+    /// Outbound items (and shared-table writes) dropped because the engine was not
+    /// connected (or could not encode them).
     pub dropped: AtomicU64,
     /// How late the last heartbeat went out: from its due time to Redis's answer, ms.
     pub heartbeat_lag_ms: AtomicU64,

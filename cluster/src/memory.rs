@@ -3,7 +3,8 @@
 use crate::{Engine, EngineContext, EngineState};
 
 /// One node alone: the default. The hub runs with `cluster` off, so the queue stays
-/// empty; anything that does arrive has nowhere to go and is dropped (and counted).
+/// empty; anything that does arrive (an outbound item, a shared-table write) has
+/// nowhere to go and is dropped (and counted).
 #[derive(Debug, Default)]
 pub struct MemoryEngine;
 
@@ -15,6 +16,7 @@ impl Engine for MemoryEngine {
 
     async fn run(self: Box<Self>, mut ctx: EngineContext) {
         ctx.status.set_state(EngineState::Memory);
+        let mut writes_open = true;
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
@@ -24,6 +26,10 @@ impl Engine for MemoryEngine {
                         ctx.shutdown.cancelled().await;
                         break;
                     }
+                },
+                write = ctx.tables.writes.recv(), if writes_open => match write {
+                    Some(_) => crate::EngineStatus::count(&ctx.status.dropped, 1),
+                    None => writes_open = false,
                 },
             }
         }

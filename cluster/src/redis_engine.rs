@@ -22,6 +22,12 @@
 //! - **Down**: outbound items are dropped and counted; local traffic goes on.
 //!   Reconnects follow a capped exponential backoff with jitter.
 //! - **Shutdown**: the queue is flushed, a `gone` event published, the key deleted.
+//! - **Shared tables** ([`crate::Tables`]): table `T` is the hash **`P:T`**. A write
+//!   is `HSETNX` ([`WriteMode::Insert`]) or `HSET` ([`WriteMode::Replace`]) and a
+//!   `table` event on the bus, in one pipeline; other nodes hand the event to their
+//!   server. After every (re)connect the engine reads each table (`HGETALL`) and hands
+//!   it over whole. Writes while down are dropped (and counted): the snapshot after the
+//!   reconnect lets the server write back what the hash lacks.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,8 +38,8 @@ use switchyard_core::cluster::{NodeId, NodeState, Outbound, Remote, RemoteEvent}
 use tokio::time::MissedTickBehavior;
 
 use crate::backoff::{Backoff, random_seed};
-use crate::envelope::{Envelope, WireEvent};
-use crate::{Engine, EngineContext, EngineState, EngineStatus};
+use crate::envelope::{Envelope, TableEntry, WireEvent};
+use crate::{Engine, EngineContext, EngineState, EngineStatus, TableNews, TableWrite, WriteMode};
 
 /// Outbound items published in one pipeline at most.
 const BATCH: usize = 256;
@@ -79,6 +85,8 @@ pub struct RedisEngine {
     client: redis::Client,
     bus: String,
     key_prefix: String,
+    /// `<prefix>:`, before a shared table's name.
+    table_prefix: String,
     ttl: Duration,
     seed: u64,
 }
@@ -105,6 +113,7 @@ impl RedisEngine {
             client,
             bus: format!("{}:bus", settings.prefix),
             key_prefix: format!("{}:node:", settings.prefix),
+            table_prefix: format!("{}:", settings.prefix),
             ttl: settings.presence_ttl,
             seed: random_seed(),
         })
@@ -185,7 +194,7 @@ impl Engine for RedisEngine {
 async fn drop_while_waiting(ctx: &mut EngineContext, delay: Duration) -> bool {
     let sleep = tokio::time::sleep(delay);
     tokio::pin!(sleep);
-    let mut open = true;
+    let (mut open, mut writes_open) = (true, true);
     loop {
         tokio::select! {
             () = ctx.shutdown.cancelled() => return false,
@@ -193,6 +202,10 @@ async fn drop_while_waiting(ctx: &mut EngineContext, delay: Duration) -> bool {
             item = ctx.outbound.recv(), if open => match item {
                 Some(_) => EngineStatus::count(&ctx.status.dropped, 1),
                 None => open = false,
+            },
+            write = ctx.tables.writes.recv(), if writes_open => match write {
+                Some(_) => EngineStatus::count(&ctx.status.dropped, 1),
+                None => writes_open = false,
             },
         }
     }
@@ -226,6 +239,9 @@ impl Session<'_> {
         if let Err(e) = self.catch_up(ctx, &mut commands).await {
             return Ended::Lost(e.to_string());
         }
+        if let Err(e) = self.snapshot_tables(ctx, &mut commands).await {
+            return Ended::Lost(e.to_string());
+        }
         // Connected once this node is heard and has heard everyone's state.
         ctx.status.set_state(EngineState::Connected);
         tracing::info!(node = %ctx.node, channel = %self.engine.bus, "cluster engine connected to Redis");
@@ -235,7 +251,7 @@ impl Session<'_> {
         let mut watchdog =
             tokio::time::interval((self.engine.ttl / 10).max(Duration::from_millis(10)));
         watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut queue_open = true;
+        let (mut queue_open, mut writes_open) = (true, true);
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => return Ended::Shutdown(commands),
@@ -259,6 +275,15 @@ impl Session<'_> {
                         continue;
                     };
                     if let Err(e) = self.publish(ctx, &mut commands, first).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                }
+                write = ctx.tables.writes.recv(), if writes_open => {
+                    let Some(write) = write else {
+                        writes_open = false;
+                        continue;
+                    };
+                    if let Err(e) = self.write_table(ctx, &mut commands, write).await {
                         return Ended::Lost(e.to_string());
                     }
                 }
@@ -303,6 +328,72 @@ impl Session<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// Writes one record to its table's hash and tells the other nodes, in one
+    /// pipeline.
+    async fn write_table(
+        &self,
+        ctx: &EngineContext,
+        commands: &mut MultiplexedConnection,
+        write: TableWrite,
+    ) -> redis::RedisResult<()> {
+        let hash = format!("{}{}", self.engine.table_prefix, write.table);
+        let set = match write.mode {
+            WriteMode::Insert => "HSETNX",
+            WriteMode::Replace => "HSET",
+        };
+        let envelope = Envelope {
+            node: ctx.node.clone(),
+            event: WireEvent::Table(TableEntry {
+                table: write.table,
+                key: write.key.clone(),
+                value: write.value.clone(),
+            }),
+        };
+        let written = redis::pipe()
+            .cmd(set)
+            .arg(&hash)
+            .arg(&write.key)
+            .arg(&write.value)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&self.engine.bus)
+            .arg(envelope.encode())
+            .ignore()
+            .query_async::<()>(commands)
+            .await;
+        match written {
+            Ok(()) => {
+                EngineStatus::count(&ctx.status.published, 1);
+                Ok(())
+            }
+            Err(e) => {
+                EngineStatus::count(&ctx.status.dropped, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands the server every shared table as Redis holds it.
+    async fn snapshot_tables(
+        &self,
+        ctx: &EngineContext,
+        commands: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        for table in &ctx.tables.names {
+            let hash = format!("{}{table}", self.engine.table_prefix);
+            let entries: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(&hash)
+                .query_async(commands)
+                .await?;
+            // The server is stopping when nobody listens.
+            let _ = ctx.tables.news.send(TableNews::Snapshot {
+                table: table.clone(),
+                entries,
+            });
+        }
+        Ok(())
     }
 
     /// Writes this node's state to its key and publishes it.
@@ -421,6 +512,15 @@ impl Session<'_> {
             return Ok(());
         }
         let node = envelope.node.clone();
+        if let WireEvent::Table(entry) = envelope.event {
+            EngineStatus::count(&ctx.status.received, 1);
+            let _ = ctx.tables.news.send(TableNews::Written {
+                table: entry.table,
+                key: entry.key,
+                value: entry.value,
+            });
+            return Ok(());
+        }
         let newcomer = match envelope.event {
             WireEvent::Gone => {
                 self.known.remove(&node);
@@ -434,6 +534,7 @@ impl Session<'_> {
                 }
                 newcomer
             }
+            WireEvent::Table(_) => false,
         };
         if newcomer {
             // The keys it read on connecting are up to a heartbeat old: a fresh state
@@ -442,7 +543,9 @@ impl Session<'_> {
         }
         self.count_live(ctx);
         EngineStatus::count(&ctx.status.received, 1);
-        let _ = ctx.driver.remote(envelope.into_remote()).await;
+        if let Some(remote) = envelope.into_remote() {
+            let _ = ctx.driver.remote(remote).await;
+        }
         Ok(())
     }
 
@@ -481,6 +584,11 @@ impl Session<'_> {
     async fn goodbye(&self, ctx: &mut EngineContext, commands: &mut MultiplexedConnection) {
         while let Ok(item) = ctx.outbound.try_recv() {
             if self.publish(ctx, commands, item).await.is_err() {
+                return;
+            }
+        }
+        while let Ok(write) = ctx.tables.writes.try_recv() {
+            if self.write_table(ctx, commands, write).await.is_err() {
                 return;
             }
         }

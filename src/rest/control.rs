@@ -120,6 +120,16 @@ pub(super) async fn disconnect(
         })
         .await
         .map_err(|_| driver_gone())?;
+    // A cluster node also tells every other node (the core's `Outbound::Disconnect`),
+    // but cannot tell whether one of them holds the peer: the hub answers for its own
+    // connections only. So 202: forwarded, not known to be found.
+    if closed == 0 && api.cluster.status.kind() != "memory" {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"disconnected": 0, "forwarded": true})),
+        )
+            .into_response());
+    }
     if closed == 0 {
         return Err(ApiError(
             StatusCode::NOT_FOUND,

@@ -132,18 +132,61 @@ impl Drop for Redis {
     }
 }
 
+/// What a node serves beyond its WebSocket port (anonymous peers, no token file).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// A TCP line listener (`tcp_dialect = "auto"`: a `hello <dialect>` line first).
+    pub(crate) tcp: bool,
+    /// A QUIC listener with a dev certificate in the node's directory.
+    pub(crate) quic: bool,
+    /// Whether peers may connect without credentials.
+    pub(crate) anonymous: bool,
+    /// An `[auth] access_token_file` in the node's directory.
+    pub(crate) token_file: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tcp: false,
+            quic: false,
+            anonymous: true,
+            token_file: false,
+        }
+    }
+}
+
 /// A `switchyard serve` process, one node of the cluster.
 pub(crate) struct Node {
     child: Child,
     pub(crate) id: String,
     pub(crate) ws: SocketAddr,
+    /// The TCP line listener, with [`Options::tcp`].
+    pub(crate) tcp: Option<SocketAddr>,
+    /// The QUIC listener and the DER certificate it presents, with [`Options::quic`].
+    pub(crate) quic: Option<(SocketAddr, Vec<u8>)>,
     logs: Arc<Mutex<Vec<String>>>,
     dir: PathBuf,
+}
+
+/// The address a listener's log line names (`… addr=127.0.0.1:1234 …`), if `line`
+/// says `what`.
+fn listening(line: &str, what: &str) -> Option<SocketAddr> {
+    line.contains(what)
+        .then(|| line.rsplit("addr=").next())
+        .flatten()
+        .and_then(|a| a.split(' ').next())
+        .and_then(|a| a.parse().ok())
 }
 
 impl Node {
     /// Starts node `id` against `redis` and waits until its engine is connected.
     pub(crate) async fn start(redis: &Redis, id: &str) -> Self {
+        Self::start_with(redis, id, Options::default()).await
+    }
+
+    /// [`Node::start`] with more listeners or other auth.
+    pub(crate) async fn start_with(redis: &Redis, id: &str, options: Options) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "switchyard-cluster-node-{id}-{}-{}",
             std::process::id(),
@@ -152,16 +195,29 @@ impl Node {
         std::fs::create_dir_all(&dir).expect("node dir");
         let config = dir.join("switchyard.toml");
         let (key_id, key_secret) = API_KEY.split_once(':').expect("id:secret");
+        let tcp = if options.tcp { "127.0.0.1:0" } else { "" };
+        let quic = if options.quic { "127.0.0.1:0" } else { "" };
+        let cert = dir.join("quic-dev-cert.pem");
+        let token_file = if options.token_file {
+            dir.join("access-tokens.json").display().to_string()
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
                 r#"
 [listen]
 ws = "127.0.0.1:0"
-tcp = ""
+tcp = "{tcp}"
+quic = "{quic}"
+
+[quic]
+dev_cert_file = {cert:?}
 
 [auth]
-anonymous = true
+anonymous = {anonymous}
+access_token_file = {token_file:?}
 
 [limits]
 message_rate = 100000
@@ -176,7 +232,8 @@ kind = "redis"
 node_id = "{id}"
 presence_ttl_ms = {ttl}
 "#,
-                ttl = TTL.as_millis()
+                ttl = TTL.as_millis(),
+                anonymous = options.anonymous,
             ),
         )
         .expect("write config");
@@ -193,23 +250,24 @@ presence_ttl_ms = {ttl}
             .expect("spawn switchyard serve");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let ws = loop {
+        let (mut ws, mut tcp, mut quic) = (None, None, None);
+        // The server logs its listeners in this order: WebSocket, TCP, QUIC.
+        while ws.is_none() || (options.tcp && tcp.is_none()) || (options.quic && quic.is_none()) {
             let line = tokio::time::timeout(WAIT, lines.next_line())
                 .await
-                .unwrap_or_else(|_| panic!("node {id} did not log its listener"))
+                .unwrap_or_else(|_| panic!("node {id} did not log its listeners"))
                 .expect("read logs")
                 .unwrap_or_else(|| panic!("node {id} exited before listening"));
-            let addr = line
-                .contains("WebSocket listening")
-                .then(|| line.rsplit("addr=").next())
-                .flatten()
-                .and_then(|a| a.split(' ').next())
-                .and_then(|a| a.parse().ok());
+            ws = ws.or_else(|| listening(&line, "WebSocket listening"));
+            tcp = tcp.or_else(|| listening(&line, "TCP lines listening"));
+            quic = quic.or_else(|| listening(&line, "QUIC listening"));
             logs.lock().unwrap().push(line);
-            if let Some(addr) = addr {
-                break addr;
-            }
-        };
+        }
+        let quic = quic.map(|addr| {
+            let der = std::fs::read(cert.with_extension("der"))
+                .unwrap_or_else(|e| panic!("node {id}'s QUIC dev certificate: {e}"));
+            (addr, der)
+        });
         // Keep reading: a full pipe would stall the node's logging.
         let sink = Arc::clone(&logs);
         tokio::spawn(async move {
@@ -220,7 +278,9 @@ presence_ttl_ms = {ttl}
         let node = Self {
             child,
             id: id.to_owned(),
-            ws,
+            ws: ws.expect("the loop ends with a WebSocket address"),
+            tcp,
+            quic,
             logs,
             dir,
         };

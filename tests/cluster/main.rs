@@ -9,12 +9,15 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod control;
 mod harness;
+mod rtc_io;
+mod wires;
 
 use std::time::{Duration, Instant};
 
 use common::{WAIT, Ws, announce, http, is_introduction, leave};
-use harness::{API_KEY, Node, Redis, TTL};
+use harness::{API_KEY, Node, Options, Redis, TTL};
 use serde_json::{Value, json};
 
 /// A JSON-dialect client on `/v1` (anonymous: the node names it).
@@ -104,14 +107,20 @@ fn peers(frame: &Value, list: &str) -> Vec<String> {
 }
 
 async fn nodes(redis: &Redis, ids: &[&str]) -> Vec<Node> {
-    let mut nodes = Vec::new();
-    for id in ids {
-        nodes.push(Node::start(redis, id).await);
+    let with: Vec<_> = ids.iter().map(|id| (*id, Options::default())).collect();
+    nodes_with(redis, &with).await
+}
+
+/// Starts each node with its options; returns once every node hears all the others.
+async fn nodes_with(redis: &Redis, nodes: &[(&str, Options)]) -> Vec<Node> {
+    let mut started = Vec::new();
+    for (id, options) in nodes {
+        started.push(Node::start_with(redis, id, *options).await);
     }
-    for node in &nodes {
-        node.wait_live_nodes(ids.len() as u64 - 1).await;
+    for node in &started {
+        node.wait_live_nodes(nodes.len() as u64 - 1).await;
     }
-    nodes
+    started
 }
 
 #[tokio::test]
