@@ -107,23 +107,25 @@ pub(super) async fn disconnect(
     let body: DisconnectBody = parse(&body)?;
     let tenant = api.tenant(&headers, body.tenant)?;
     let peer = body.peer_id;
-    let closed = api
+    let (closed, elsewhere) = api
         .driver
         .call(move |hub, now| {
-            hub.disconnect(
+            let elsewhere = hub.peer_on_other_nodes(&tenant, &peer);
+            let closed = hub.disconnect(
                 now,
                 &tenant,
                 &peer,
                 CloseCode::ADMIN_DISCONNECT,
                 "disconnected by an operator",
-            )
+            );
+            (closed, elsewhere)
         })
         .await
         .map_err(|_| driver_gone())?;
-    // A cluster node also tells every other node (the core's `Outbound::Disconnect`),
-    // but cannot tell whether one of them holds the peer: the hub answers for its own
-    // connections only. So 202: forwarded, not known to be found.
-    if closed == 0 && api.cluster.status.kind() != "memory" {
+    // A cluster node also tells every other node (the core's `Outbound::Disconnect`).
+    // When only other nodes hold the peer, their closes are not counted here: 202,
+    // forwarded.
+    if closed == 0 && elsewhere {
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"disconnected": 0, "forwarded": true})),

@@ -41,11 +41,10 @@ async fn rest_disconnect_on_one_node_closes_a_peer_held_by_another_with_4020() {
     assert_eq!(crate::peers(&delta, "left"), vec![victim.peer.clone()]);
     c.wait_presence("kicks", &[&bystander.peer]).await;
 
-    // One node alone still answers 404 for a peer nobody holds (tests/rest.rs); in a
-    // cluster it cannot know, and says it forwarded.
+    // A peer no node holds is 404, as on one node (tests/rest.rs).
     let body = json!({"peerId": "nobody-anywhere"}).to_string();
     let (status, answer) = http(a.ws, "POST", "/v1/disconnect", Some(API_KEY), &body).await;
-    assert_eq!(status, 202, "{answer}");
+    assert_eq!(status, 404, "{answer}");
 }
 
 /// A JSON client authenticated with an access token in `Authorization: Bearer`.

@@ -20,6 +20,12 @@ impl Hub {
         self.dir.node_state()
     }
 
+    /// Whether another node holds a connection of `peer` in `tenant` (as far as its
+    /// last news goes): what a control plane answers for a peer it does not hold.
+    pub fn peer_on_other_nodes(&self, tenant: &str, peer: &str) -> bool {
+        self.dir.remote_holds(&TenantId::new(tenant), peer)
+    }
+
     /// How many other nodes this hub knows of.
     pub fn cluster_nodes(&self) -> usize {
         self.dir.remote_nodes()
@@ -115,7 +121,7 @@ impl Hub {
                     .dir
                     .peer_conns(&TenantId::new(&tenant), &PeerId::new(&peer));
                 for conn in conns {
-                    self.close(conn, CloseCode(code), "disconnected by the server");
+                    self.close(conn, CloseCode(code), "disconnected by an operator");
                 }
             }
             event => {
