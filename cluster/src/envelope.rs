@@ -179,6 +179,29 @@ mod tests {
         assert_eq!(back.into_remote(), None);
     }
 
+    /// Whatever else appears on the bus is refused, never a panic.
+    #[test]
+    fn garbage_on_the_bus_is_refused() {
+        for text in [
+            &b""[..],
+            b"\xff\xfe",
+            b"null",
+            b"[]",
+            b"{}",
+            br#"{"node":"a"}"#,
+            br#"{"node":"a","event":"exploded"}"#,
+            br#"{"node":"a","event":{"changed":{"type":"teleport"}}}"#,
+            br#"{"node":7,"event":"gone"}"#,
+            br#"{"node":"a","event":{"state":{"channels":[]}}}"#,
+        ] {
+            assert!(
+                Envelope::decode(text).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
     #[test]
     fn the_envelope_is_node_then_event() {
         let text = Envelope::new(Remote {
