@@ -98,6 +98,18 @@ impl Directory {
         let old = self.remote.get(node).cloned().unwrap_or_default();
         let mut new = old.clone();
         let gone = event == RemoteEvent::Gone;
+        // An announce into a room is news even when the node's state does not change
+        // (the peer was there already, through a subscription or a replaced
+        // connection): the newest room connection takes the room over.
+        let announced = match &event {
+            RemoteEvent::Changed(Outbound::Joined {
+                tenant,
+                channel,
+                peer,
+                member,
+            }) if member.room => Some((tenant.clone(), channel.clone(), peer.clone())),
+            _ => None,
+        };
         match event {
             RemoteEvent::State(state) => new = state,
             RemoteEvent::Gone => new = NodeState::default(),
@@ -158,7 +170,10 @@ impl Directory {
         for (tenant, channel, peer) in keys {
             let was = member_of(&old, tenant, channel, peer);
             let is = member_of(&new, tenant, channel, peer);
-            if was == is {
+            let announce = announced
+                .as_ref()
+                .is_some_and(|(t, c, p)| t == tenant && c == channel && p == peer);
+            if was == is && !announce {
                 continue;
             }
             let elsewhere = self.local_present(tenant, channel, peer)
