@@ -146,6 +146,15 @@ presence_ttl_ms = {ttl}
         .await;
     }
 
+    /// The lines of its log so far that contain `pattern`.
+    pub(super) fn log_lines(&self, pattern: &str) -> Vec<String> {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.iter()
+            .filter(|l| l.contains(pattern))
+            .cloned()
+            .collect()
+    }
+
     /// `kill -9`: no goodbye, the others must notice the silence.
     pub(super) async fn kill9(&mut self) {
         self.child.start_kill().expect("kill -9 the node");
