@@ -118,7 +118,8 @@ fn row(case: &str, steps: &[Step]) -> Row {
             .iter()
             .flat_map(|s| s.procs.iter().filter(|p| p.name == name))
             .map(|p| p.cpu_s)
-            .sum();
+            // Not `sum()`: an empty sum of floats is -0.0, which prints as "-0.000".
+            .fold(0.0, |a, b| a + b);
         if delivered == 0 {
             0.0
         } else {
