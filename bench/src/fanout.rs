@@ -1,7 +1,12 @@
 //! Fan-out: one publisher, N subscribers in one channel. Fixed loads (deliveries per
 //! second) report latency, the server's CPU time per delivery and the backlog after a
 //! grace period; a sweep steps the rate up until p99 passes a threshold (the knee).
+//!
+//! The publisher may sit on another server than the subscribers (`publish_target`): a
+//! cluster's cross-node fan-out, measured the same way, with the CPU time of every
+//! process involved ([`Watched`]) and the Redis `PUBLISH` count per step.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,14 +17,16 @@ use tokio::task::JoinSet;
 
 use crate::client::{Conn, Event, Target};
 use crate::payload::{self, Clock, Kind, Stamp};
-use crate::procfs;
 use crate::stats::{Latency, Recorder};
+use crate::{procfs, redis_info};
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct FanoutOpts {
-    /// The server.
+    /// The subscribers' server.
     pub target: Target,
+    /// The publisher's server, when not `target` (another node of a cluster).
+    pub publish_target: Option<Target>,
     /// Subscribers.
     pub subs: usize,
     /// Payload bytes.
@@ -36,6 +43,32 @@ pub struct FanoutOpts {
     pub server_pid: Option<u32>,
     /// Connections being set up at once.
     pub concurrency: usize,
+    /// More processes whose CPU time each step reports (cluster nodes, Redis).
+    pub watched: Vec<Watched>,
+    /// A Redis whose `PUBLISH` count each step reports.
+    pub redis: Option<SocketAddr>,
+}
+
+/// A process whose CPU time a step reports under a name of its own.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    /// The name in the results (`node-a`, `redis`).
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+}
+
+/// One watched process's CPU time over a step.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ProcCpu {
+    /// As in [`Watched::name`].
+    pub name: String,
+    /// CPU seconds (user + system) over the publishing window.
+    pub cpu_s: f64,
+    /// CPU microseconds per delivery over the publishing window.
+    pub cpu_us_per_delivery: f64,
+    /// CPU seconds from the start of publishing to the end of the grace period.
+    pub cpu_with_grace_s: f64,
 }
 
 /// The knee sweep: from `start` deliveries/s, times `factor` per step, until p99 passes
@@ -85,6 +118,13 @@ pub struct Step {
     pub errors: u64,
     /// Whether the server caught up within the drain limit after the step.
     pub drained: bool,
+    /// The watched processes' CPU time (empty when none were named).
+    #[serde(default)]
+    pub procs: Vec<ProcCpu>,
+    /// Redis `PUBLISH` commands from the start of publishing to the end of the grace
+    /// period (heartbeats included), when a Redis was named.
+    #[serde(default)]
+    pub redis_publishes: Option<u64>,
 }
 
 /// The whole run.
@@ -152,7 +192,8 @@ pub async fn run(opts: &FanoutOpts) -> std::io::Result<FanoutResult> {
         });
     }
     let joined = wait_joined(&ready, opts.subs).await;
-    let mut publisher = Conn::join(&opts.target, 0, "pub", PUBLISH_PERMS, CHANNEL, false).await?;
+    let publish_target = opts.publish_target.as_ref().unwrap_or(&opts.target);
+    let mut publisher = Conn::join(publish_target, 0, "pub", PUBLISH_PERMS, CHANNEL, false).await?;
     let setup_s = setup.elapsed().as_secs_f64();
     // Let the joins' side traffic (announces, presence) settle before measuring.
     tokio::time::sleep(Duration::from_millis(opts.subs.min(300) as u64)).await;
@@ -285,6 +326,8 @@ async fn step(
     let (hits0, errors0) = (rec.hits(), rec.errors());
     let proto = opts.target.proto;
     let cpu0 = procfs::cpu_seconds(opts.server_pid);
+    let watched0 = watched_cpu(&opts.watched);
+    let publishes0 = opts.redis.and_then(redis_info::publish_calls);
     let start = Instant::now();
     let mut published = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -314,8 +357,11 @@ async fn step(
     }
     let window_s = start.elapsed().as_secs_f64();
     let cpu1 = procfs::cpu_seconds(opts.server_pid);
+    let watched1 = watched_cpu(&opts.watched);
     tokio::time::sleep(opts.grace).await;
     let cpu2 = procfs::cpu_seconds(opts.server_pid);
+    let watched2 = watched_cpu(&opts.watched);
+    let publishes1 = opts.redis.and_then(redis_info::publish_calls);
     let delivered = rec.hits() - hits0;
     let latency = rec.take();
     let drained = drain(window).await;
@@ -325,6 +371,27 @@ async fn step(
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
+    let per_delivery = |cpu_s: f64| {
+        if delivered == 0 {
+            0.0
+        } else {
+            1e6 * cpu_s / delivered as f64
+        }
+    };
+    let procs = opts
+        .watched
+        .iter()
+        .zip(watched0.iter().zip(watched1.iter().zip(&watched2)))
+        .map(|(w, (a, (b, c)))| {
+            let cpu_s = b.zip(*a).map_or(0.0, |(b, a)| b - a);
+            ProcCpu {
+                name: w.name.clone(),
+                cpu_s,
+                cpu_us_per_delivery: per_delivery(cpu_s),
+                cpu_with_grace_s: c.zip(*a).map_or(0.0, |(c, a)| c - a),
+            }
+        })
+        .collect::<Vec<_>>();
     let step = Step {
         mode: mode.to_owned(),
         subs,
@@ -341,17 +408,15 @@ async fn step(
         },
         latency,
         server_cpu_s,
-        cpu_us_per_delivery: if delivered == 0 {
-            0.0
-        } else {
-            1e6 * server_cpu_s / delivered as f64
-        },
+        cpu_us_per_delivery: per_delivery(server_cpu_s),
         server_cpu_with_grace_s: match (cpu0, cpu2) {
             (Some(a), Some(b)) => b - a,
             _ => 0.0,
         },
         errors: rec.errors() - errors0,
         drained,
+        procs,
+        redis_publishes: publishes0.zip(publishes1).map(|(a, b)| b.saturating_sub(a)),
     };
     eprintln!(
         "  fanout {mode} {subs} subs @ {rate}/s: delivered {:.0}/s p50 {:.2} ms p99 {:.2} ms backlog {:.3}% cpu {:.3} us/delivery{}",
@@ -362,7 +427,24 @@ async fn step(
         step.cpu_us_per_delivery,
         if drained { "" } else { " (not drained)" }
     );
+    for p in &step.procs {
+        eprintln!(
+            "    {}: cpu {:.3} s, {:.3} us/delivery",
+            p.name, p.cpu_s, p.cpu_us_per_delivery
+        );
+    }
+    if let Some(n) = step.redis_publishes {
+        eprintln!("    redis: {n} PUBLISH for {} messages", step.published);
+    }
     Ok(step)
+}
+
+/// Every watched process's CPU seconds now, in `watched`'s order.
+fn watched_cpu(watched: &[Watched]) -> Vec<Option<f64>> {
+    watched
+        .iter()
+        .map(|w| procfs::cpu_seconds(Some(w.pid)))
+        .collect()
 }
 
 /// Waits until deliveries stop arriving (at most 20 s); false if they never did.

@@ -7,15 +7,18 @@
 //! signalling with churn), [`storm`] (connect + auth + subscribe rate) and [`idle`]
 //! (server memory per idle connection). Each returns a serialisable result; the
 //! binary writes them as JSON lines and [`report`] turns a run's lines into a table of
-//! ratios, one JSON document and an SVG plot. `bench/compare.sh` runs it all.
+//! ratios, one JSON document and an SVG plot. `bench/compare.sh` runs it all;
+//! `bench/cluster.sh` runs fan-out across two nodes through Redis ([`cluster`]).
 
 pub mod baseline;
 pub mod client;
+pub mod cluster;
 pub mod fanout;
 pub mod idle;
 pub mod payload;
 pub mod procfs;
 pub mod proto;
+pub mod redis_info;
 pub mod report;
 pub mod rooms;
 pub mod stats;

@@ -23,6 +23,9 @@ fn fanout_opts(target: Target) -> FanoutOpts {
         knee: None,
         server_pid: Some(std::process::id()),
         concurrency: 8,
+        publish_target: None,
+        watched: Vec::new(),
+        redis: None,
     }
 }
 
@@ -134,4 +137,113 @@ async fn every_scenario_runs_tiny_and_counts_deliveries() {
         .await
         .expect("baseline fanout on tokio-websockets");
     assert_eq!(r.steps[0].delivered, r.steps[0].expected);
+}
+
+/// A `redis-server` of the test's own on a free port, killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let redis = Self { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while switchyard_bench::redis_info::publish_calls(redis.addr()).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on {port} never answered"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        redis
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_node_fanout_publishes_to_redis_once_per_message() {
+    let redis = Redis::start();
+    let (kid, secret) = KEY.split_once(':').expect("kid:secret");
+    let mut nodes = Vec::new();
+    for id in ["smoke-a", "smoke-b"] {
+        let settings = Settings::from_toml(
+            &format!(
+                r#"
+                [listen]
+                ws = "127.0.0.1:0"
+                [auth]
+                anonymous = true
+                [[auth.keys]]
+                kid = "{kid}"
+                secret = "{secret}"
+                [limits]
+                message_rate = 100000
+                message_burst = 100000
+                [engine]
+                kind = "redis"
+                url = "redis://{addr}"
+                node_id = "{id}"
+                "#,
+                addr = redis.addr()
+            ),
+            std::iter::empty(),
+        )
+        .expect("valid settings");
+        nodes.push(
+            switchyard::server::start(&settings)
+                .await
+                .expect("node starts"),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nodes.iter().any(|n| n.engine.state().name() != "connected") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = |n: &switchyard::server::Running| {
+        let addr = n.ws_addr.expect("a WebSocket listener");
+        let key = Some(parse_key(KEY).expect("key"));
+        Target::parse(&format!("ws://{addr}/v1"), Proto::Json, key).expect("url")
+    };
+    let mut opts = fanout_opts(url(&nodes[1]));
+    opts.publish_target = Some(url(&nodes[0]));
+    opts.redis = Some(redis.addr());
+    let r = fanout::run(&opts).await.expect("cross-node fanout runs");
+    let step = &r.steps[0];
+    assert!(step.delivered > 0, "{step:?}");
+    assert_eq!(step.delivered, step.expected, "{step:?}");
+    assert_eq!(step.errors, 0, "{step:?}");
+    // One PUBLISH per message (plus a few heartbeats), not one per subscriber.
+    let publishes = step.redis_publishes.expect("Redis answered INFO");
+    assert!(
+        publishes >= step.published && publishes < step.published + 20,
+        "{publishes} PUBLISH for {} messages to {} subscribers",
+        step.published,
+        step.subs
+    );
 }

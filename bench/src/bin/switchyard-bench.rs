@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use switchyard_bench::client::{Target, parse_key};
-use switchyard_bench::fanout::{FanoutOpts, KneeOpts};
+use switchyard_bench::fanout::{FanoutOpts, KneeOpts, Watched};
 use switchyard_bench::idle::IdleOpts;
 use switchyard_bench::proto::Proto;
 use switchyard_bench::rooms::RoomsOpts;
 use switchyard_bench::storm::StormOpts;
-use switchyard_bench::{Record, procfs, report};
+use switchyard_bench::{Record, cluster, procfs, report};
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +89,15 @@ enum Command {
         /// Connections set up at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// The publisher's URL, when not --url (another node of a cluster).
+        #[arg(long)]
+        publish_url: Option<String>,
+        /// Also report this process's CPU per step: `name=pid` (repeatable).
+        #[arg(long = "watch", value_parser = parse_watched)]
+        watch: Vec<Watched>,
+        /// Report the `PUBLISH` count of the Redis at this `ip:port` per step.
+        #[arg(long)]
+        redis: Option<std::net::SocketAddr>,
     },
     /// R rooms × 2..P peers: offer/answer/ICE bursts, hard closes and re-joins.
     Rooms {
@@ -151,6 +160,27 @@ enum Command {
         #[arg(long = "meta")]
         meta: Vec<String>,
     },
+    /// Combine `bench/cluster.sh`'s result lines: cross-node against single-node.
+    ClusterReport {
+        /// Result files (JSON lines).
+        inputs: Vec<PathBuf>,
+        /// Write the combined JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Extra `key=value` facts for the JSON's `machine` object.
+        #[arg(long = "meta")]
+        meta: Vec<String>,
+    },
+}
+
+/// Parses `--watch name=pid`.
+fn parse_watched(s: &str) -> std::result::Result<Watched, String> {
+    let (name, pid) = s.split_once('=').ok_or("--watch wants name=pid")?;
+    let pid = pid.parse().map_err(|e| format!("--watch {s}: {e}"))?;
+    Ok(Watched {
+        name: name.to_owned(),
+        pid,
+    })
 }
 
 fn main() -> ExitCode {
@@ -162,6 +192,9 @@ fn main() -> ExitCode {
             svg,
             meta,
         } => report::run(&inputs, json.as_deref(), svg.as_deref(), &meta),
+        Command::ClusterReport { inputs, json, meta } => {
+            cluster::report(&inputs, json.as_deref(), &meta)
+        }
         other => scenario(other),
     };
     match result {
@@ -181,7 +214,9 @@ fn scenario(command: Command) -> Result<()> {
         | Command::Rooms { common, .. }
         | Command::Storm { common, .. }
         | Command::Idle { common, .. } => common.clone(),
-        Command::Report { .. } => unreachable!("handled by main"),
+        Command::Report { .. } | Command::ClusterReport { .. } => {
+            unreachable!("handled by main")
+        }
     };
     let proto = Proto::from_name(&common.proto)
         .ok_or_else(|| format!("unknown --proto {}", common.proto))?;
@@ -217,8 +252,15 @@ fn scenario(command: Command) -> Result<()> {
                 grace_ms,
                 payload,
                 concurrency,
+                publish_url,
+                watch,
+                redis,
                 ..
             } => {
+                let publish_target = publish_url
+                    .as_deref()
+                    .map(|url| Target::parse(url, proto, target.key.clone()))
+                    .transpose()?;
                 for n in subs {
                     eprintln!("{label}: fanout to {n} subscribers");
                     let opts = FanoutOpts {
@@ -236,6 +278,9 @@ fn scenario(command: Command) -> Result<()> {
                         }),
                         server_pid: pid,
                         concurrency,
+                        publish_target: publish_target.clone(),
+                        watched: watch.clone(),
+                        redis,
                     };
                     let r = switchyard_bench::fanout::run(&opts).await?;
                     out.push(("fanout".to_owned(), serde_json::to_value(r)?));
@@ -299,7 +344,7 @@ fn scenario(command: Command) -> Result<()> {
                 let r = switchyard_bench::idle::run(&opts).await?;
                 out.push(("idle".to_owned(), serde_json::to_value(r)?));
             }
-            Command::Report { .. } => {}
+            Command::Report { .. } | Command::ClusterReport { .. } => {}
         }
         Ok::<_, Box<dyn std::error::Error>>(out)
     })?;
