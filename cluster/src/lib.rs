@@ -81,6 +81,29 @@ pub struct EngineContext {
     pub shutdown: CancellationToken,
 }
 
+/// `item`, counted as taken from the outbound queue when there is one (for a
+/// `select!` branch that received it straight from [`EngineContext::outbound`]).
+pub(crate) fn counted(status: &EngineStatus, item: Option<Outbound>) -> Option<Outbound> {
+    if item.is_some() {
+        EngineStatus::count(&status.taken, 1);
+    }
+    item
+}
+
+impl EngineContext {
+    /// The next outbound item, counted as taken.
+    pub async fn next_outbound(&mut self) -> Option<Outbound> {
+        let item = self.outbound.recv().await;
+        counted(&self.status, item)
+    }
+
+    /// An outbound item already queued, counted as taken.
+    pub fn queued_outbound(&mut self) -> Option<Outbound> {
+        let item = self.outbound.try_recv().ok();
+        counted(&self.status, item)
+    }
+}
+
 /// The engine's connection state, as `/healthz` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -137,6 +160,10 @@ pub struct EngineStatus {
     /// Other nodes heard from within the presence TTL (the engine's view; the hub
     /// counts only the nodes that hold peers).
     pub live_nodes: AtomicU64,
+    /// Outbound items taken from the driver's queue so far (published or dropped):
+    /// compared with the driver's `cluster_out` count to cut a state snapshot at the
+    /// right place in the stream of changes.
+    pub taken: AtomicU64,
 }
 
 impl EngineStatus {
@@ -151,6 +178,7 @@ impl EngineStatus {
             dropped: AtomicU64::new(0),
             heartbeat_lag_ms: AtomicU64::new(0),
             live_nodes: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
         }
     }
 

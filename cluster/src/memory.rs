@@ -20,7 +20,7 @@ impl Engine for MemoryEngine {
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
-                item = ctx.outbound.recv() => match item {
+                item = ctx.outbound.recv() => match crate::counted(&ctx.status, item) {
                     Some(_) => crate::EngineStatus::count(&ctx.status.dropped, 1),
                     None => {
                         ctx.shutdown.cancelled().await;

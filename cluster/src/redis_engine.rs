@@ -30,9 +30,10 @@
 //!   reconnect lets the server write back what the hash lacks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSubStream};
 use switchyard_core::cluster::{NodeId, NodeState, Outbound, Remote, RemoteEvent};
 use tokio::time::MissedTickBehavior;
@@ -199,7 +200,7 @@ async fn drop_while_waiting(ctx: &mut EngineContext, delay: Duration) -> bool {
         tokio::select! {
             () = ctx.shutdown.cancelled() => return false,
             () = &mut sleep => return true,
-            item = ctx.outbound.recv(), if open => match item {
+            item = ctx.outbound.recv(), if open => match crate::counted(&ctx.status, item) {
                 Some(_) => EngineStatus::count(&ctx.status.dropped, 1),
                 None => open = false,
             },
@@ -260,7 +261,16 @@ impl Session<'_> {
                         return Ended::Lost(e.to_string());
                     }
                 }
-                _ = watchdog.tick() => self.expire(ctx).await,
+                _ = watchdog.tick() => {
+                    // What already arrived is read first: a busy engine must not take
+                    // its own backlog for the other nodes' silence.
+                    while let Some(Some(message)) = bus.next().now_or_never() {
+                        if let Err(e) = self.receive(ctx, &mut commands, message.get_payload_bytes()).await {
+                            return Ended::Lost(e.to_string());
+                        }
+                    }
+                    self.expire(ctx).await;
+                }
                 message = bus.next() => {
                     let Some(message) = message else {
                         return Ended::Lost("the subscription ended".into());
@@ -270,11 +280,11 @@ impl Session<'_> {
                     }
                 }
                 item = ctx.outbound.recv(), if queue_open => {
-                    let Some(first) = item else {
+                    let Some(first) = crate::counted(&ctx.status, item) else {
                         queue_open = false;
                         continue;
                     };
-                    if let Err(e) = self.publish(ctx, &mut commands, first).await {
+                    if let Err(e) = self.publish(ctx, &mut commands, first, None).await {
                         return Ended::Lost(e.to_string());
                     }
                 }
@@ -291,13 +301,14 @@ impl Session<'_> {
         }
     }
 
-    /// Publishes `first` and whatever else is queued (up to [`BATCH`]) in one pipeline,
-    /// in queue order.
+    /// Publishes `first` and whatever else is queued (up to [`BATCH`], and never past
+    /// the `until`-th item taken) in one pipeline, in queue order.
     async fn publish(
         &self,
         ctx: &mut EngineContext,
         commands: &mut MultiplexedConnection,
         first: Outbound,
+        until: Option<u64>,
     ) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
         let mut n = 0u64;
@@ -312,8 +323,11 @@ impl Session<'_> {
                 .arg(envelope.encode())
                 .ignore();
             n += 1;
-            next = if n < BATCH as u64 {
-                ctx.outbound.try_recv().ok()
+            let below = until.is_none_or(|mark| {
+                ctx.status.taken.load(std::sync::atomic::Ordering::Relaxed) < mark
+            });
+            next = if n < BATCH as u64 && below {
+                ctx.queued_outbound()
             } else {
                 None
             };
@@ -399,13 +413,33 @@ impl Session<'_> {
     /// Writes this node's state to its key and publishes it.
     async fn heartbeat(
         &self,
-        ctx: &EngineContext,
+        ctx: &mut EngineContext,
         commands: &mut MultiplexedConnection,
         due: Instant,
     ) -> redis::RedisResult<()> {
-        let Ok(state) = ctx.driver.call(|hub, _| hub.node_state()).await else {
+        // The state and how many changes the driver had queued for the engine when it
+        // was taken, in one step of the driver: those changes go out first, and the
+        // state before any later one. A state overtaking a change it already reflects
+        // would, say, announce a publisher's leave before its last message.
+        let metrics = Arc::clone(ctx.driver.metrics());
+        let snapshot = ctx
+            .driver
+            .call(move |hub, _| {
+                let queued = metrics
+                    .cluster_out
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (hub.node_state(), queued)
+            })
+            .await;
+        let Ok((state, queued)) = snapshot else {
             return Ok(()); // the driver is gone: the server is stopping
         };
+        while ctx.status.taken.load(std::sync::atomic::Ordering::Relaxed) < queued {
+            let Some(item) = ctx.next_outbound().await else {
+                break;
+            };
+            self.publish(ctx, commands, item, Some(queued)).await?;
+        }
         let state = serde_json::to_string(&state).expect("a node state serialises");
         redis::pipe()
             .cmd("SET")
@@ -497,7 +531,7 @@ impl Session<'_> {
     /// Handles one envelope from the bus.
     async fn receive(
         &mut self,
-        ctx: &EngineContext,
+        ctx: &mut EngineContext,
         commands: &mut MultiplexedConnection,
         payload: &[u8],
     ) -> redis::RedisResult<()> {
@@ -582,8 +616,8 @@ impl Session<'_> {
 
     /// At shutdown: publishes what is still queued, then `gone`, and deletes the key.
     async fn goodbye(&self, ctx: &mut EngineContext, commands: &mut MultiplexedConnection) {
-        while let Ok(item) = ctx.outbound.try_recv() {
-            if self.publish(ctx, commands, item).await.is_err() {
+        while let Some(item) = ctx.queued_outbound() {
+            if self.publish(ctx, commands, item, None).await.is_err() {
                 return;
             }
         }

@@ -214,10 +214,9 @@ pub(super) fn check_rooms(
                             continue;
                         }
                         let excused = !same_node && sent_at.is_some_and(|t| w.in_outage(t));
-                        // Known engine behaviour, tolerated but counted and printed: a
-                        // heartbeat's state (taken from the hub when it fires) can go
-                        // out before changes still in the engine's queue, so another
-                        // node learns of a leave before the publishes that preceded it.
+                        // A message must never arrive after its publisher's leave: the
+                        // engine sends a heartbeat's state only after every change the
+                        // state already reflects (cluster/src/redis_engine.rs).
                         let overtaken = !same_node
                             && left
                             && other
@@ -226,14 +225,12 @@ pub(super) fn check_rooms(
                                 .is_some_and(|(gone, sent)| sent <= gone);
                         if !present && overtaken {
                             figures.after_leave += 1;
-                            figures.after_leave_example.get_or_insert_with(|| {
-                                format!(
-                                    "{} got message {n} from {}: {}",
-                                    seen_by(),
-                                    what(),
-                                    trace(&r.events, &r.at, id, w, true)
-                                )
-                            });
+                            complaints.push(format!(
+                                "{} got message {n} from {} after its publisher's leave: {}",
+                                seen_by(),
+                                what(),
+                                trace(&r.events, &r.at, id, w, true)
+                            ));
                         } else if !present && !excused {
                             complaints.push(format!(
                                 "{} got message {n} (sent at {} from the Redis kill) from {} \
