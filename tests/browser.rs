@@ -132,7 +132,7 @@ struct DevServer {
 
 impl DevServer {
     fn start() -> Self {
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .env("SWITCHYARD_LISTEN_WS", "127.0.0.1:0")
             .env("SWITCHYARD_LISTEN_TCP", "")
             .env("SWITCHYARD_LOG", "warn")
@@ -140,7 +140,13 @@ impl DevServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn switchyard");
-        let stdout = child.stdout.take().expect("stdout");
+        // Built first, so that a failed start below still kills the child on drop.
+        let mut server = Self {
+            child,
+            base: String::new(),
+            api_key: String::new(),
+        };
+        let stdout = server.child.stdout.take().expect("stdout");
         let (lines, banner) = mpsc::channel();
         std::thread::spawn(move || {
             // Drains stdout to the end, also after the banner is read: a closed pipe
@@ -165,11 +171,9 @@ impl DevServer {
                 _ => {}
             }
         }
-        Self {
-            child,
-            base: base.expect("a base URL"),
-            api_key: api_key.expect("an API key"),
-        }
+        server.base = base.expect("a base URL");
+        server.api_key = api_key.expect("an API key");
+        server
     }
 }
 
