@@ -192,6 +192,10 @@ fn dev_settings() -> Result<Settings> {
         tcp = "127.0.0.1:7000"
         [auth]
         anonymous = true
+        [demo]
+        enabled = true
+        [dashboard]
+        enabled = true
         "#,
         std::env::vars(),
     )?;
@@ -201,6 +205,14 @@ fn dev_settings() -> Result<Settings> {
             secret: random_secret(),
             algorithm: "HS256".into(),
             audience: None,
+            tenant: None,
+        });
+    }
+    // The dashboard's data needs an API key: a fresh one, printed in the banner.
+    if s.api.keys.is_empty() {
+        s.api.keys.push(switchyard::rest::ApiKey {
+            id: "dev".into(),
+            secret: random_secret(),
             tenant: None,
         });
     }
@@ -321,6 +333,18 @@ fn print_dev_banner(settings: &Settings, server: &switchyard::server::Running) -
         );
     }
     println!("  token for alice (1 h): {token}");
+    let http = if server.ws_tls { "https" } else { "http" };
+    if settings.demo.enabled {
+        println!(
+            "  demo       {http}://{ws}/demo  (open it in two tabs; rtc-signaller: {http}://{ws}/demo?dialect=rtc)"
+        );
+    }
+    if let (true, Some(key)) = (settings.dashboard.enabled, settings.api.keys.first()) {
+        println!(
+            "  dashboard  {http}://{ws}/dashboard  (API key {}:{})",
+            key.id, key.secret
+        );
+    }
     if !server.ws_tls {
         // The stdio bridge speaks ws:// only.
         println!("try it:");

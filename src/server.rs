@@ -375,6 +375,8 @@ fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::res
         default_tenant: core.default_tenant.clone(),
         metrics_need_key: settings.api.metrics_require_key,
         access_tokens: core.auth.access_tokens.clone(),
+        demo: settings.demo.enabled,
+        dashboard: settings.dashboard.enabled,
     }
 }
 

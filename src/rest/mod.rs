@@ -18,12 +18,16 @@
 //! to a tenant, and then acts on that tenant only.
 //!
 //! Here: the router, API keys and errors that every endpoint shares. The endpoints
-//! live by concern in `publish`, `control` (tokens, presence, disconnect, usage) and
-//! `metrics`; the access-token endpoints are the store's own (`crate::access_store`).
+//! live by concern in `publish`, `control` (tokens, presence, disconnect, usage),
+//! `stats` (what the dashboard reads) and `metrics`; the browser pages (`/demo`,
+//! `/dashboard`) and the security headers every response carries in `pages`; the
+//! access-token endpoints are the store's own (`crate::access_store`).
 
 mod control;
 mod metrics;
+mod pages;
 mod publish;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -97,6 +101,10 @@ pub struct Reloadable {
     /// The access tokens written in the config (the hub holds these plus the
     /// REST-issued ones).
     pub access_tokens: Vec<switchyard_core::access::AccessToken>,
+    /// Whether `/demo` is served (`[demo] enabled`).
+    pub demo: bool,
+    /// Whether `/dashboard` is served (`[dashboard] enabled`).
+    pub dashboard: bool,
 }
 
 /// The control plane's shared, reloadable settings.
@@ -145,6 +153,12 @@ fn router(api: Api) -> Router {
         .route("/v1/presence", get(control::presence))
         .route("/v1/disconnect", post(control::disconnect))
         .route("/v1/usage", get(control::usage))
+        .route("/v1/stats", get(stats::stats))
+        .route("/v1/channels", get(stats::channels))
+        .route("/v1/peers/{id}", get(stats::peer))
+        .route("/demo", get(pages::demo))
+        .route("/dashboard", get(pages::dashboard))
+        .route("/web/{file}", get(pages::asset))
         .route(
             "/v1/access-tokens",
             post(crate::access_store::create).get(crate::access_store::list),
@@ -154,6 +168,7 @@ fn router(api: Api) -> Router {
             delete(crate::access_store::revoke),
         )
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
+        .layer(axum::middleware::map_response(pages::secure))
         .with_state(api)
 }
 

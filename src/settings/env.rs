@@ -53,8 +53,19 @@ impl Settings {
 /// Sets `section.key` in `doc` from an environment value (`ws_listen`-style names
 /// resolve against the known sections).
 fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), SettingsError> {
-    const SECTIONS: [&str; 10] = [
-        "listen", "ws", "quic", "tls", "driver", "auth", "limits", "api", "shutdown", "engine",
+    const SECTIONS: [&str; 12] = [
+        "listen",
+        "ws",
+        "quic",
+        "tls",
+        "driver",
+        "auth",
+        "limits",
+        "api",
+        "shutdown",
+        "engine",
+        "demo",
+        "dashboard",
     ];
     let Some((section, key)) = SECTIONS.iter().find_map(|s| {
         name.strip_prefix(s)

@@ -24,8 +24,8 @@ mod sections;
 pub use engine::EngineSettings;
 pub use example::example;
 pub use sections::{
-    AccessTokenSettings, ApiSettings, Auth, Driver, KeySettings, LimitSettings, Listen,
-    PublishableSettings, Quic, ShutdownSettings, TlsSettings, Ws,
+    AccessTokenSettings, ApiSettings, Auth, DashboardSettings, DemoSettings, Driver, KeySettings,
+    LimitSettings, Listen, PublishableSettings, Quic, ShutdownSettings, TlsSettings, Ws,
 };
 
 use serde::Deserialize;
@@ -57,6 +57,10 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// The cluster engine (`memory`: one node).
     pub engine: EngineSettings,
+    /// The browser demo (`/demo`).
+    pub demo: DemoSettings,
+    /// The operator's dashboard (`/dashboard`).
+    pub dashboard: DashboardSettings,
 }
 
 /// Why a config cannot be used.

@@ -18,6 +18,25 @@ pub struct ApiSettings {
     pub metrics_require_key: bool,
 }
 
+/// The browser demo at `GET /demo`: two tabs find each other and talk peer to peer.
+/// Off unless a config turns it on; the dev server (no config) turns it on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Serve `/demo` and its assets.
+    pub enabled: bool,
+}
+
+/// The operator's dashboard at `GET /dashboard`. The page itself holds nothing secret
+/// (its data comes from `/v1/*` with an API key), but it is off unless a config turns
+/// it on, like the demo; the dev server turns it on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// Serve `/dashboard` and its assets.
+    pub enabled: bool,
+}
+
 /// Graceful shutdown on SIGTERM/SIGINT.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
