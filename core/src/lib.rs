@@ -114,7 +114,8 @@ pub mod wire;
 pub use codes::{CloseCode, ErrorCode};
 pub use config::{Config, Limits};
 pub use hub::{
-    ControlError, Credentials, Event, Fault, Hangup, Hub, Input, Open, Output, Published, Stats,
+    ControlError, Credentials, Event, Fault, Hangup, Hub, Input, Open, Output, PeerConnection,
+    Published, Stats,
 };
 pub use ids::{ConnId, PeerId, SERVER_PEER_ID, TenantId};
 pub use wire::{Command, DecodeError, Dialect, Stamp};

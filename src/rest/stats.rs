@@ -1,6 +1,7 @@
 //! What the dashboard reads: `GET /v1/stats` (connections by transport and dialect,
-//! channels, message and delivery totals, closes by code), and the two queries the
-//! core cannot answer yet, `GET /v1/channels` and `GET /v1/peers/{id}` (501 until it can).
+//! channels, message and delivery totals, closes by code), `GET /v1/channels` (each
+//! channel's members) and `GET /v1/peers/{id}` (a peer's connections and what each is
+//! in).
 //!
 //! The totals are counters: the dashboard takes rates from the difference between two
 //! polls, so the server keeps no history.
@@ -58,31 +59,55 @@ pub(super) async fn stats(State(api): State<Api>, headers: HeaderMap) -> ApiResu
     .into_response())
 }
 
-/// `GET /v1/channels`: every channel with its member count. The core has no query
-/// for it yet (the one it needs: `Hub::channels(&self, tenant: &str) -> Vec<(String,
-/// usize)>`, see docs/openapi.json), so this answers 501 after checking the key.
+/// `GET /v1/channels`: the tenant's channels and rooms on this node with their
+/// member connections.
 pub(super) async fn channels(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
-    api.tenant(&headers, None)?;
-    Err(not_yet("Hub::channels"))
+    let tenant = api.tenant(&headers, None)?;
+    let channels = api
+        .driver
+        .call(move |hub, _| hub.channels(&tenant))
+        .await
+        .map_err(|_| driver_gone())?;
+    let channels: Vec<Value> = channels
+        .into_iter()
+        .map(|(channel, members)| json!({"channel": channel, "members": members}))
+        .collect();
+    Ok(Json(json!({ "channels": channels })).into_response())
 }
 
-/// `GET /v1/peers/{id}`: a peer's connections and subscriptions; 501 like
-/// [`channels`] until the core has `Hub::peer(&self, tenant, peer)`.
+/// `GET /v1/peers/{id}`: a peer's connections on this node and what each is in.
 pub(super) async fn peer(
     State(api): State<Api>,
     headers: HeaderMap,
-    Path(_peer): Path<String>,
+    Path(peer): Path<String>,
 ) -> ApiResult {
-    api.tenant(&headers, None)?;
-    Err(not_yet("Hub::peer"))
-}
-
-fn not_yet(query: &str) -> ApiError {
-    ApiError(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!("this server's core cannot answer it yet (it needs {query})"),
-    )
+    let tenant = api.tenant(&headers, None)?;
+    let id = peer.clone();
+    let conns = api
+        .driver
+        .call(move |hub, _| hub.peer(&tenant, &id))
+        .await
+        .map_err(|_| driver_gone())?;
+    if conns.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "peer_not_found",
+            "no connection of this peer on this node".into(),
+        ));
+    }
+    let connections: Vec<Value> = conns
+        .into_iter()
+        .map(|c| {
+            json!({
+                "conn": c.conn.as_u64(),
+                "dialect": c.dialect.name(),
+                "room": c.room,
+                "channels": c.channels,
+                "patterns": c.patterns,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"peerId": peer, "connections": connections})).into_response())
 }
 
 /// Refuses a missing key (401) and a key bound to a tenant (403).

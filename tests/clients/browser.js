@@ -122,7 +122,10 @@ async function dashboard(context) {
     .catch(() => { throw new Error('the dashboard never listed two peers in channel demo'); });
   await textIn(d, '#connections', '2', 'dashboard');
   await textIn(d, '#by-dialect', 'json', 'dashboard');
-  await textIn(d, '#channels-note', 'Hub::channels', 'dashboard');
+  await textIn(d, '#channels', 'demo', 'dashboard');
+  say(`the dashboard shows ${idB}'s subscriptions`);
+  await d.click(`#peers li[data-peer="${idB}"] button[title=subscriptions]`);
+  await textIn(d, '#peer-detail', '"channels":["demo"]', 'dashboard');
   // A chat line, so that the charts have something to show.
   await a.fill('#chat-input', 'hello, dashboard');
   await a.click('#chat-form button');

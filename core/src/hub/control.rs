@@ -36,6 +36,22 @@ pub struct Stats {
     pub timers: usize,
 }
 
+/// One connection of a peer, as an operator sees it ([`Hub::peer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerConnection {
+    /// The connection.
+    pub conn: crate::ConnId,
+    /// Its dialect.
+    pub dialect: Dialect,
+    /// Its rtc-signaller room.
+    pub room: Option<String>,
+    /// Its exact subscriptions.
+    pub channels: Vec<String>,
+    /// Its wildcard subscriptions.
+    pub patterns: Vec<String>,
+}
+
 /// Why a control-plane request was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -182,6 +198,50 @@ impl Hub {
             all.sort_by(|a, b| a.0.cmp(&b.0));
         }
         all
+    }
+
+    /// The channels and rooms of `tenant` with anyone in them here, by name, each with
+    /// its member connections on this node (exact subscriptions and room members; not
+    /// wildcard subscribers). For operators' dashboards.
+    pub fn channels(&self, tenant: &str) -> Vec<(String, usize)> {
+        let tenant = TenantId::new(tenant);
+        let mut all: Vec<(String, usize)> = self
+            .dir
+            .channels()
+            .filter(|ch| ch.tenant() == &tenant)
+            .map(|ch| (ch.name().to_string(), ch.members().count()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The connections of `peer` in `tenant` on this node: each one's dialect, room,
+    /// channels and patterns (sorted). For operators' dashboards.
+    pub fn peer(&self, tenant: &str, peer: &str) -> Vec<PeerConnection> {
+        let tenant = TenantId::new(tenant);
+        let name = |id| self.dir.channel(id).map(|ch| ch.name().to_string());
+        self.dir
+            .peer_conns(&tenant, &PeerId::new(peer))
+            .into_iter()
+            .map(|conn| {
+                let place = self.dir.place(conn);
+                let mut channels: Vec<String> =
+                    place.subscriptions().filter_map(name).collect();
+                channels.sort();
+                let mut patterns: Vec<String> = place
+                    .patterns()
+                    .map(|(_, p)| p.as_str().to_owned())
+                    .collect();
+                patterns.sort();
+                PeerConnection {
+                    conn,
+                    dialect: place.dialect(),
+                    room: place.room().and_then(name),
+                    channels,
+                    patterns,
+                }
+            })
+            .collect()
     }
 
     /// Counts for metrics.

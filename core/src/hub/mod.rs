@@ -22,7 +22,7 @@ pub use api::{Credentials, Event, Fault, Hangup, Input, Open, Output};
 mod auth;
 mod cluster;
 mod control;
-pub use control::{ControlError, Published, Stats};
+pub use control::{ControlError, PeerConnection, Published, Stats};
 mod directory;
 mod fanout;
 #[cfg(any(test, feature = "testing"))]

@@ -83,9 +83,7 @@ async function channels() {
     rows('channels', body.channels.map((c) => [c.channel, c.members]));
     $('channels-note').textContent = '';
   } catch (e) {
-    $('channels-note').textContent = e.status === 501
-      ? `The channel list needs the core's channel query: ${e.message}. Look a channel up under Presence.`
-      : `channels: ${e.message}`;
+    $('channels-note').textContent = `channels: ${e.message}`;
   }
 }
 

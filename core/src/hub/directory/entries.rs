@@ -50,6 +50,16 @@ impl Place {
         self.room
     }
 
+    /// Exact subscriptions, by channel id.
+    pub(in crate::hub) fn subscriptions(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        self.subs.iter().copied()
+    }
+
+    /// Wildcard subscriptions, with the tenant each was made in.
+    pub(in crate::hub) fn patterns(&self) -> impl Iterator<Item = &(TenantId, Pattern)> {
+        self.patterns.iter()
+    }
+
     /// Exact and wildcard subscriptions, for the per-connection channel limit.
     pub(in crate::hub) fn subscription_count(&self) -> usize {
         self.subs.len() + self.patterns.len()
