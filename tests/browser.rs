@@ -8,7 +8,10 @@
 //!   not move `switchyard_deliveries_total`, and closing one tab drops it from the
 //!   other's roster.
 //! - `dashboard_lists_the_peers_and_kicks_one`: `/dashboard` logs in with the dev API
-//!   key, lists both peers, and kicks one, whose tab shows close 4020.
+//!   key, lists both peers and the channel, shows a peer's subscriptions, and kicks
+//!   one, whose tab shows close 4020.
+//! - `demo_json_works_behind_tls_over_wss`: the JSON demo served over https, its
+//!   WebSockets on wss:// (a self-signed certificate).
 //!
 //! Screenshots go to `target/tmp/browser/`; with `BROWSER_SCREENSHOTS=docs/img`
 //! they go there instead (the README's pictures). These variables are not named
@@ -51,8 +54,47 @@ fn dashboard_lists_the_peers_and_kicks_one() {
     scenario("dashboard");
 }
 
+/// The JSON demo with the server behind `[tls]`: the pages are served over https and
+/// connect with wss:// (a self-signed certificate, which this Chromium is told to
+/// accept).
+#[test]
+fn demo_json_works_behind_tls_over_wss() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-tls");
+    std::fs::create_dir_all(&dir).expect("create the certificate directory");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a self-signed certificate");
+    let der = certified.cert.der().to_vec();
+    std::fs::write(&cert, pem::encode(&pem::Pem::new("CERTIFICATE", der))).expect("write cert");
+    let key_der = certified.signing_key.serialize_der();
+    std::fs::write(&key, pem::encode(&pem::Pem::new("PRIVATE KEY", key_der))).expect("write key");
+    let env = [
+        (
+            "SWITCHYARD_TLS_CERT_FILE",
+            cert.to_string_lossy().into_owned(),
+        ),
+        (
+            "SWITCHYARD_TLS_KEY_FILE",
+            key.to_string_lossy().into_owned(),
+        ),
+    ];
+    run_scenario("json", &env, true, |base| {
+        assert!(
+            base.starts_with("https://"),
+            "the banner names {base}, not https"
+        );
+    });
+}
+
 /// Starts a dev server, runs `browser.js <name>` against it, and stops the server.
 fn scenario(name: &str) {
+    run_scenario(name, &[], false, |_| {});
+}
+
+/// [`scenario`] with extra environment for the server, and Chromium accepting a
+/// self-signed certificate when `tls`.
+fn run_scenario(name: &str, env: &[(&str, String)], tls: bool, check_base: impl Fn(&str)) {
     let Some(chromium) = chromium() else {
         eprintln!(
             "SKIPPED browser test {name}: no Chromium (set CHROMIUM, or install Debian's chromium; scripts/test does)"
@@ -69,8 +111,16 @@ fn scenario(name: &str) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
-    let server = DevServer::start();
-    let mut node = Command::new("node")
+    let server = DevServer::start(env);
+    check_base(&server.base);
+    let mut node = Command::new("node");
+    if tls {
+        // Chromium and the script's own fetches of /metrics accept the test's
+        // self-signed certificate (loopback only).
+        node.env("IGNORE_CERT", "1")
+            .env("NODE_TLS_REJECT_UNAUTHORIZED", "0");
+    }
+    let mut node = node
         .arg(clients.join("browser.js"))
         .args([name, &server.base, &server.api_key])
         .arg(&shots)
@@ -131,8 +181,9 @@ struct DevServer {
 }
 
 impl DevServer {
-    fn start() -> Self {
+    fn start(env: &[(&str, String)]) -> Self {
         let child = Command::new(BIN)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("SWITCHYARD_LISTEN_WS", "127.0.0.1:0")
             .env("SWITCHYARD_LISTEN_TCP", "")
             .env("SWITCHYARD_LOG", "warn")

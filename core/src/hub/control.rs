@@ -225,8 +225,7 @@ impl Hub {
             .into_iter()
             .map(|conn| {
                 let place = self.dir.place(conn);
-                let mut channels: Vec<String> =
-                    place.subscriptions().filter_map(name).collect();
+                let mut channels: Vec<String> = place.subscriptions().filter_map(name).collect();
                 channels.sort();
                 let mut patterns: Vec<String> = place
                     .patterns()
