@@ -291,3 +291,60 @@ fn a_one_node_hub_tells_no_cluster() {
     t.send("alice", "/chat|alice|x");
     assert!(t.cluster_outputs().is_empty());
 }
+
+#[test]
+fn a_broadcaster_subscriber_gets_another_nodes_publishes_with_its_own_seq_and_the_same_id() {
+    let mut p = channel_across_nodes();
+    let token = switchyard_core::testing::token_with(serde_json::json!({
+        "sub": "bea", "aud": "broadcaster", "authorizedChannels": ["news"],
+        "scope": ["subscribe"], "exp": switchyard_core::testing::TEST_UNIX + 3600,
+    }));
+    p.b.connect("bea", Dialect::Broadcaster);
+    p.b.send(
+        "bea",
+        &format!(r#"{{"id":1,"method":"auth","params":{{"token":"{token}"}}}}"#),
+    );
+    p.b.send(
+        "bea",
+        r#"{"id":2,"method":"subscribe","params":{"channel":"news"}}"#,
+    );
+    // And one on the publishing node, to compare ids with.
+    p.a.connect("ann", Dialect::Broadcaster);
+    p.a.send(
+        "ann",
+        &format!(r#"{{"id":1,"method":"auth","params":{{"token":"{token}"}}}}"#),
+    );
+    p.a.send(
+        "ann",
+        r#"{"id":2,"method":"subscribe","params":{"channel":"news"}}"#,
+    );
+    p.pump();
+    p.clear();
+    for n in 1..=2 {
+        p.a.send(
+            "jane",
+            &format!(r#"{{"type":"publish","channel":"news","data":{{"n":{n}}}}}"#),
+        );
+    }
+    p.pump();
+    let pushes = p.b.take("bea");
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    for (seq, push) in (1..=2).zip(&pushes) {
+        let v: serde_json::Value = serde_json::from_str(push).expect("JSON");
+        assert_eq!(v["method"], "message");
+        assert_eq!(v["params"]["seq"], seq);
+        assert_eq!(v["params"]["event"], "message");
+        assert_eq!(v["params"]["payload"]["n"], seq);
+    }
+    // The id and time are the publishing node's: one message, one id everywhere.
+    let local = p.a.take("ann");
+    assert_eq!(local.len(), 2, "{local:?}");
+    for (remote, local) in pushes.iter().zip(&local) {
+        let (r, l): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(remote).expect("JSON"),
+            serde_json::from_str(local).expect("JSON"),
+        );
+        assert_eq!(r["params"]["id"], l["params"]["id"]);
+        assert_eq!(r["params"]["createTime"], l["params"]["createTime"]);
+    }
+}
