@@ -36,6 +36,9 @@
 //! Redis comes from the cluster tests' `harness`, the frame parser from the
 //! single-node soak's `frames`; `node` is a `switchyard serve` process, `client` a
 //! WebSocket client of either dialect, and `checks` holds the promises above.
+//!
+//! (Over 600 lines on purpose: one scenario that reads top to bottom, setup, chaos
+//! with its node kill and Redis restart, then the checks; its machinery is beside it.)
 
 #[path = "../common/mod.rs"]
 mod common;

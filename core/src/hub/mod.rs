@@ -25,6 +25,7 @@ mod control;
 pub use control::{ControlError, PeerConnection, Published, Stats};
 mod directory;
 mod fanout;
+mod grants;
 #[cfg(any(test, feature = "testing"))]
 mod invariants;
 mod limits;
