@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use switchyard_cluster::{CancellationToken, EngineContext, EngineState, EngineStatus, Tables};
 use switchyard_core::cluster::NodeId;
 use switchyard_transports::tls::{self, CertResolver, TlsIdentity};
-use switchyard_transports::{DriverHandle, driver, quic, tcp, ws};
+use switchyard_transports::{DriverHandle, driver, grpc, quic, tcp, ws};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -40,6 +40,9 @@ pub struct Running {
     pub tcp_addr: Option<SocketAddr>,
     /// The QUIC listener's bound address, if any.
     pub quic_addr: Option<SocketAddr>,
+    /// The gRPC listener's bound address, if any (TLS with `[tls]`'s certificate when
+    /// it is set).
+    pub grpc_addr: Option<SocketAddr>,
     /// The certificate the QUIC listener presents (DER): a dev certificate is new at
     /// every start, and clients must trust this one.
     pub quic_certificate: Option<Vec<u8>>,
@@ -271,14 +274,16 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
             }
         }));
     }
-    let (mut ws_certificate, mut quic_certificate_files) = (None, None);
+    let mut quic_certificate_files = None;
+    // `[tls]`'s certificate: one resolver for the WebSocket/HTTP and gRPC listeners,
+    // so a reload renews both.
+    let ws_certificate = ws_tls(settings)?;
     let ws_addr = match bind(&settings.listen.ws)? {
         Some(listener) => {
             let addr = listener.local_addr()?;
             let mut ws_config = settings.ws_config()?;
-            if let Some((resolver, tls)) = ws_tls(settings)? {
-                ws_certificate = Some(resolver);
-                ws_config.tls = Some(tls);
+            if let Some(resolver) = &ws_certificate {
+                ws_config.tls = Some(resolver.rustls_server_config(&ws::ALPN)?);
             }
             let scheme = if ws_config.tls.is_some() { "wss" } else { "ws" };
             tracing::info!(%addr, "WebSocket listening on {scheme}://{addr} (REST and /metrics on the same port)");
@@ -309,6 +314,33 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         }
         None => None,
     };
+    let grpc_addr = match bind(&settings.listen.grpc)? {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let mut config = grpc::GrpcConfig::default();
+            if let Some(resolver) = &ws_certificate {
+                config.tls = Some(resolver.rustls_server_config(&grpc::ALPN)?);
+            }
+            config.publisher = Some(crate::rest::grpc_publisher(
+                driver.clone(),
+                Arc::clone(&control),
+                Arc::clone(&access),
+                crate::rest::Cluster {
+                    node: node.clone(),
+                    status: Arc::clone(&engine_status),
+                },
+            ));
+            let scheme = if config.tls.is_some() {
+                "TLS"
+            } else {
+                "plaintext"
+            };
+            tracing::info!(%addr, "gRPC listening ({scheme} HTTP/2)");
+            tasks.push(tokio::spawn(grpc::serve(listener, driver.clone(), config)));
+            Some(addr)
+        }
+        None => None,
+    };
     let (quic_addr, quic_certificate) = match parse_addr(&settings.listen.quic)? {
         Some(addr) => {
             let identity = quic_identity(settings)?;
@@ -333,6 +365,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
         ws_tls: ws_addr.is_some() && settings.tls.enabled(),
         tcp_addr,
         quic_addr,
+        grpc_addr,
         quic_certificate,
         driver,
         node,
@@ -380,20 +413,16 @@ fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::res
     }
 }
 
-/// The WebSocket/HTTP listener's TLS from `[tls] cert_file`/`key_file` (the resolver a
-/// reload replaces the certificate in, and the rustls config); `None`: plain.
-type WsTls = (Arc<CertResolver>, Arc<ws::ServerConfig>);
-
-fn ws_tls(settings: &Settings) -> Result<Option<WsTls>, Box<dyn std::error::Error>> {
+/// The WebSocket/HTTP and gRPC listeners' certificate from `[tls] cert_file`/`key_file`
+/// (the resolver a reload replaces it in); `None`: plain.
+fn ws_tls(settings: &Settings) -> Result<Option<Arc<CertResolver>>, Box<dyn std::error::Error>> {
     let t = &settings.tls;
     if !t.enabled() {
         return Ok(None);
     }
     let identity = TlsIdentity::from_pem_files(t.cert_file.as_ref(), t.key_file.as_ref())?;
     tracing::info!(sha256 = %identity.fingerprint(), "WebSocket/HTTP TLS certificate loaded");
-    let resolver = CertResolver::new(&identity)?;
-    let config = resolver.rustls_server_config(&ws::ALPN)?;
-    Ok(Some((resolver, config)))
+    Ok(Some(CertResolver::new(&identity)?))
 }
 
 /// The QUIC certificate from `[quic] cert_file`/`key_file`, or a fresh self-signed one

@@ -172,6 +172,22 @@ fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+/// The gRPC listener's unary `Publish` (`POST /v1/publish` with the API key in
+/// metadata), answered by the same control plane.
+pub fn grpc_publisher(
+    driver: DriverHandle,
+    reloadable: Shared,
+    access: crate::access_store::Shared,
+    cluster: Cluster,
+) -> Arc<dyn switchyard_transports::grpc::Publisher> {
+    Arc::new(publish::GrpcPublisher(Api {
+        driver,
+        reloadable,
+        access,
+        cluster,
+    }))
+}
+
 /// The hook the WebSocket listener calls for plain HTTP connections.
 pub fn http_fallback(
     driver: DriverHandle,

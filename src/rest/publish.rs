@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use switchyard_core::{ControlError, Published};
+use switchyard_transports::grpc::pb::{PublishReply, PublishRequest};
 
 use super::{Api, ApiError, ApiResult, driver_gone, parse, unauthorized};
 
@@ -75,6 +76,63 @@ pub(super) async fn broadcaster_publish(
         "createTime": published.stamp.create_time(),
     }))
     .into_response())
+}
+
+/// Unary gRPC `Publish`: `POST /v1/publish`'s rules with the API key in metadata. A
+/// refusal's status message starts with the REST error code (`unauthenticated: …`),
+/// which the trailer `switchyard-error-code` carries alone.
+pub(super) struct GrpcPublisher(pub(super) Api);
+
+#[async_trait::async_trait]
+impl switchyard_transports::grpc::Publisher for GrpcPublisher {
+    async fn publish(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        request: PublishRequest,
+    ) -> Result<PublishReply, tonic::Status> {
+        let headers = metadata.clone().into_headers();
+        let published = async {
+            let asked = (!request.tenant.is_empty()).then_some(request.tenant);
+            let tenant = self.0.tenant(&headers, asked)?;
+            let data = if request.payload.is_empty() {
+                None
+            } else {
+                let text = std::str::from_utf8(&request.payload).ok();
+                let raw = text.and_then(|t| serde_json::from_str(t).ok());
+                Some(raw.ok_or_else(|| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        "malformed",
+                        "payload is not UTF-8 JSON text".into(),
+                    )
+                })?)
+            };
+            publish_event(&self.0, tenant, request.channel, None, data).await
+        }
+        .await
+        .map_err(grpc_status)?;
+        Ok(PublishReply {
+            deliveries: published.deliveries as u64,
+            id: published.stamp.id(),
+        })
+    }
+}
+
+/// A REST refusal as a gRPC status.
+fn grpc_status(ApiError(status, code, message): ApiError) -> tonic::Status {
+    let grpc = match status {
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+        StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        _ => tonic::Code::InvalidArgument,
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(
+        "switchyard-error-code",
+        tonic::metadata::MetadataValue::from_static(code),
+    );
+    tonic::Status::with_metadata(grpc, format!("{code}: {message}"), metadata)
 }
 
 /// Publishes on behalf of the server (`from: "_server"`), for both REST bodies.

@@ -16,7 +16,12 @@ use super::{AccessTokenSettings, Settings, SettingsError};
 impl Settings {
     /// Checks what parsing cannot: addresses, dialect names, and the core's own checks.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for addr in [&self.listen.ws, &self.listen.tcp, &self.listen.quic] {
+        for addr in [
+            &self.listen.ws,
+            &self.listen.tcp,
+            &self.listen.quic,
+            &self.listen.grpc,
+        ] {
             if !addr.is_empty() {
                 addr.parse::<SocketAddr>()
                     .map_err(|e| SettingsError::Invalid(format!("listen address {addr:?}: {e}")))?;

@@ -68,6 +68,9 @@ pub struct Listen {
     pub tcp_dialect: String,
     /// QUIC (UDP) address; empty for none. ALPN picks the dialect.
     pub quic: String,
+    /// gRPC (HTTP/2, `proto/switchyard.proto`) address; empty for none. TLS with
+    /// `[tls]`'s certificate when it is set, plaintext HTTP/2 otherwise.
+    pub grpc: String,
 }
 
 impl Default for Listen {
@@ -77,6 +80,7 @@ impl Default for Listen {
             tcp: String::new(),
             tcp_dialect: "auto".into(),
             quic: String::new(),
+            grpc: String::new(),
         }
     }
 }

@@ -12,7 +12,7 @@
 //!   [`FrameWrite`]; [`DriverHandle::serve`] does the rest (decoding on the
 //!   connection's task, bounded outbound queue, slow-consumer close, one `Closed`
 //!   report).
-//! - [`lines`], [`tcp`], [`stdio`], [`ws`], [`quic`]: the wires that ship.
+//! - [`lines`], [`tcp`], [`stdio`], [`ws`], [`quic`], [`grpc`]: the wires that ship.
 //! - [`tls`]: certificates for `wss://` and QUIC alike, replaceable while they serve.
 //!
 //! # A transport of your own
@@ -68,6 +68,7 @@
 
 pub mod conn;
 pub mod driver;
+pub mod grpc;
 pub mod lines;
 pub mod metrics;
 pub mod quic;
@@ -80,6 +81,7 @@ mod accept;
 
 pub use conn::{FrameRead, FrameWrite, ReadError};
 pub use driver::{Admission, DriverConfig, DriverGone, DriverHandle};
+pub use grpc::GrpcConfig;
 pub use quic::QuicConfig;
 pub use tcp::{LineDialect, TcpConfig};
 pub use tls::{CertResolver, TlsIdentity};
