@@ -88,13 +88,14 @@
 //!   module implementing one codec surface (decode, what the dialect can express,
 //!   its encoders); the hub decides in dialect-neutral values and names no dialect.
 //!
-//! # Room to grow to several nodes
+//! # Several nodes
 //!
-//! Routing decisions are made on typed commands and the directory's state, and
-//! delivery goes through one fan-out path per channel. A broker adapter (Redis,
-//! NATS) will feed remote publishes and presence changes in as inputs from a
-//! non-local origin and take out what other nodes must see as outputs; the routing
-//! rules stay here.
+//! With [`Config::cluster`] on, the hub is one node of a cluster: it emits
+//! [`Output::Cluster`] for what other nodes must hear and takes [`Input::Remote`] for
+//! what they did ([`cluster`]); the directory keeps each other node's state, and
+//! presence, rooms, direct messages and publishes span the nodes. An engine outside
+//! the core carries the values (the `switchyard-cluster` crate: Redis, or nothing for
+//! one node); the routing rules stay here.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
