@@ -23,6 +23,7 @@ pub mod report;
 pub mod rooms;
 pub mod stats;
 pub mod storm;
+pub mod wires;
 
 use serde::{Deserialize, Serialize};
 

@@ -8,7 +8,7 @@ use switchyard::settings::Settings;
 use switchyard_bench::client::{Target, parse_key};
 use switchyard_bench::fanout::{self, FanoutOpts};
 use switchyard_bench::proto::Proto;
-use switchyard_bench::{idle, rooms, storm};
+use switchyard_bench::{idle, rooms, storm, wires};
 
 const KEY: &str = "k1:smoke-test-secret-smoke-test-secret";
 
@@ -246,4 +246,55 @@ async fn cross_node_fanout_publishes_to_redis_once_per_message() {
         step.published,
         step.subs
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wires_scenario_counts_grpc_and_websocket_deliveries() {
+    let (kid, secret) = KEY.split_once(':').expect("kid:secret");
+    let settings = Settings::from_toml(
+        &format!(
+            r#"
+            [listen]
+            ws = "127.0.0.1:0"
+            grpc = "127.0.0.1:0"
+            [[auth.keys]]
+            kid = "{kid}"
+            secret = "{secret}"
+            [limits]
+            message_rate = 100000
+            message_burst = 100000
+            "#
+        ),
+        std::iter::empty(),
+    )
+    .expect("valid settings");
+    let server = switchyard::server::start(&settings)
+        .await
+        .expect("server starts");
+    let addr = server.ws_addr.expect("a WebSocket listener");
+    let key = Some(parse_key(KEY).expect("key"));
+    let target = Target::parse(&format!("ws://{addr}/v1"), Proto::Json, key).expect("url");
+    let r = wires::run(&wires::WiresOpts {
+        target,
+        grpc: server.grpc_addr.expect("a gRPC listener"),
+        subs: 3,
+        rates: vec![2_000],
+        payload: 100,
+        duration: Duration::from_millis(200),
+        grace: Duration::from_millis(200),
+        server_pid: Some(std::process::id()),
+    })
+    .await
+    .expect("wires runs");
+    assert_eq!((r.ws_joined, r.grpc_joined), (3, 3));
+    let [ws, grpc, mixed] = &r.phases[..] else {
+        panic!("three phases: {r:?}");
+    };
+    assert!(ws.published > 0 && ws.grpc_delivered == 0, "{ws:?}");
+    assert_eq!(ws.ws_delivered, ws.published * 3, "{ws:?}");
+    assert!(grpc.published > 0 && grpc.ws_delivered == 0, "{grpc:?}");
+    assert_eq!(grpc.grpc_delivered, grpc.published * 3, "{grpc:?}");
+    assert_eq!(mixed.ws_delivered, mixed.published * 3, "{mixed:?}");
+    assert_eq!(mixed.grpc_delivered, mixed.published * 3, "{mixed:?}");
+    assert_eq!(r.grpc_over_ws_cpu.len(), 1);
 }

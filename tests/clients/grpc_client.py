@@ -1,4 +1,4 @@
-"""Switchyard's gRPC service through Python's grpcio (tests/grpc.rs).
+"""Switchyard's gRPC service through Python's grpcio (tests/grpc/python.rs).
 
 Usage: grpc_client.py PROTO_DIR OUT_DIR ADDR SUB_TOKEN PUB_TOKEN API_KEY
 

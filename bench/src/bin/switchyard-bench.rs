@@ -13,6 +13,7 @@ use switchyard_bench::idle::IdleOpts;
 use switchyard_bench::proto::Proto;
 use switchyard_bench::rooms::RoomsOpts;
 use switchyard_bench::storm::StormOpts;
+use switchyard_bench::wires::WiresOpts;
 use switchyard_bench::{Record, cluster, procfs, report};
 
 #[derive(Parser)]
@@ -146,6 +147,30 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         settle_ms: u64,
     },
+    /// gRPC subscribers beside WebSocket subscribers on one server: CPU per delivery on
+    /// each wire in the same run (`--url` is the JSON WebSocket path, `--key` needed).
+    Wires {
+        #[command(flatten)]
+        common: Common,
+        /// The same server's gRPC listener, `ip:port` (plaintext).
+        #[arg(long)]
+        grpc: std::net::SocketAddr,
+        /// Subscribers per wire.
+        #[arg(long, default_value_t = 100)]
+        subs: usize,
+        /// Deliveries per second, three phases each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "100000")]
+        rates: Vec<u64>,
+        /// Publishing time per phase, ms.
+        #[arg(long, default_value_t = 3000)]
+        duration_ms: u64,
+        /// Grace after publishing, ms.
+        #[arg(long, default_value_t = 1000)]
+        grace_ms: u64,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+    },
     /// Combine result lines: a ratio table on stdout, one JSON document, an SVG plot.
     Report {
         /// Result files (JSON lines).
@@ -213,7 +238,8 @@ fn scenario(command: Command) -> Result<()> {
         Command::Fanout { common, .. }
         | Command::Rooms { common, .. }
         | Command::Storm { common, .. }
-        | Command::Idle { common, .. } => common.clone(),
+        | Command::Idle { common, .. }
+        | Command::Wires { common, .. } => common.clone(),
         Command::Report { .. } | Command::ClusterReport { .. } => {
             unreachable!("handled by main")
         }
@@ -343,6 +369,29 @@ fn scenario(command: Command) -> Result<()> {
                 };
                 let r = switchyard_bench::idle::run(&opts).await?;
                 out.push(("idle".to_owned(), serde_json::to_value(r)?));
+            }
+            Command::Wires {
+                grpc,
+                subs,
+                rates,
+                duration_ms,
+                grace_ms,
+                payload,
+                ..
+            } => {
+                eprintln!("{label}: {subs} gRPC and {subs} WebSocket subscribers");
+                let opts = WiresOpts {
+                    target: target.clone(),
+                    grpc,
+                    subs,
+                    rates,
+                    payload,
+                    duration: Duration::from_millis(duration_ms),
+                    grace: Duration::from_millis(grace_ms),
+                    server_pid: pid,
+                };
+                let r = switchyard_bench::wires::run(&opts).await?;
+                out.push(("wires".to_owned(), serde_json::to_value(r)?));
             }
             Command::Report { .. } | Command::ClusterReport { .. } => {}
         }
