@@ -171,10 +171,14 @@ pub fn broadcaster_decode(data: &[u8]) {
                 &p.data,
             );
             for seq in [1, u64::MAX] {
-                let v: Value =
-                    serde_json::from_slice(&push.with_seq(seq)).expect("pushes are JSON");
-                assert_eq!(v["params"]["seq"], json!(seq));
-                assert_eq!(v["params"]["channel"], json!(p.channel));
+                // The payload is read as raw JSON: it is the publisher's bytes, and JSON
+                // allows numbers no f64 holds (`1E99999`), which a `Value` refuses.
+                let frame = push.with_seq(seq);
+                let push: PushShape<'_> = serde_json::from_slice(&frame).expect("pushes are JSON");
+                assert_eq!(push.method, "message");
+                assert_eq!(push.params.seq, seq);
+                assert_eq!(push.params.channel, p.channel);
+                assert_eq!(push.params.payload.get().as_bytes(), &p.data[..]);
             }
             (&p.request_id, "publish", params)
         }
@@ -203,6 +207,22 @@ fn wrapped_payload(frame: &[u8]) -> Option<serde_json::Map<String, Value>> {
         Value::Object(map) => Some(map),
         _ => None,
     }
+}
+
+/// A Broadcaster push, its payload kept raw.
+#[derive(serde::Deserialize)]
+struct PushShape<'a> {
+    method: &'a str,
+    #[serde(borrow)]
+    params: PushParams<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct PushParams<'a> {
+    seq: u64,
+    channel: String,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
 }
 
 fn is_json(data: &[u8]) {
