@@ -157,8 +157,8 @@ pub struct EngineStatus {
     pub dropped: AtomicU64,
     /// How late the last heartbeat went out: from its due time to Redis's answer, ms.
     pub heartbeat_lag_ms: AtomicU64,
-    /// Other nodes heard from within the presence TTL (the engine's view; the hub
-    /// counts only the nodes that hold peers).
+    /// Other nodes heard from within the presence TTL (the engine's view; the hub's
+    /// count keeps a node until it is gone).
     pub live_nodes: AtomicU64,
     /// Outbound items taken from the driver's queue so far (published or dropped):
     /// compared with the driver's `cluster_out` count to cut a state snapshot at the

@@ -237,7 +237,7 @@ pub(super) async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiRe
         (
             "engine_nodes",
             "gauge",
-            "Other nodes whose peers this node's hub knows (nodes holding no peers are not counted).",
+            "Other nodes this node's hub knows (from their last state, until they are gone).",
             nodes as u64,
         ),
         (

@@ -237,7 +237,13 @@ presence_ttl_ms = {ttl}
             ),
         )
         .expect("write config");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // A node reads every `SWITCHYARD_*` variable as a setting and refuses an
+        // unknown one: a test's own (`SWITCHYARD_SOAK_SEED`) must not reach it.
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("SWITCHYARD_")) {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(["serve", "-c"])
             .arg(&config)
             // Through the environment, as an operator keeps a password out of the file.

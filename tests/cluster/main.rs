@@ -195,10 +195,10 @@ async fn send_reaches_a_peer_held_by_another_node_and_only_unknown_peers_are_not
         .unwrap();
     let mut alice = Json::connect(&a).await;
     let mut bob = Json::connect(&b).await;
-    harness::until(WAIT, "node da to know node db's peer", || async {
-        (a.metric("switchyard_engine_nodes{engine=\"redis\"}").await == Some(1)).then_some(())
-    })
-    .await;
+    // Node da knows bob is online once it sees him present in a channel: a node tells
+    // its peers' coming online before their subscriptions, in order.
+    bob.subscribe("dm-wait").await;
+    a.wait_presence("dm-wait", &[bob.peer.as_str()]).await;
     alice
         .send(json!({"type": "send", "to": bob.peer, "data": {"x": 1}, "requestId": "s1"}))
         .await;

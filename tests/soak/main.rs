@@ -34,11 +34,12 @@ mod common;
 mod checks;
 mod client;
 mod frames;
+mod plan;
 mod probes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use switchyard::core::Dialect;
 use switchyard::server::{self, Running};
@@ -50,6 +51,7 @@ use tokio::task::JoinHandle;
 
 use checks::{check_empty, check_presence, check_rooms};
 use client::spawn_client;
+use plan::Rng;
 use probes::{converge, fd_count, get, rss};
 
 const ROOMS: usize = 10;
@@ -62,52 +64,6 @@ const FLOOD: usize = 150;
 const API_KEY: &str = "ak_soak:soak-secret";
 
 // ---------------------------------------------------------------- the plan and the rng
-
-/// SplitMix64: small, seedable, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-struct Plan {
-    seed: u64,
-    chaos: Duration,
-    clients: usize,
-}
-
-fn plan() -> Plan {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let seed = env("SWITCHYARD_SOAK_SEED").map_or_else(
-        || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        },
-        |s| s.parse().expect("SWITCHYARD_SOAK_SEED is a u64"),
-    );
-    let secs: f64 = env("SWITCHYARD_SOAK_SECS").map_or(4.0, |s| {
-        s.parse().expect("SWITCHYARD_SOAK_SECS is a number")
-    });
-    let clients = env("SWITCHYARD_SOAK_CLIENTS").map_or(300, |s| {
-        s.parse().expect("SWITCHYARD_SOAK_CLIENTS is a count")
-    });
-    Plan {
-        seed,
-        chaos: Duration::from_secs_f64(secs),
-        clients,
-    }
-}
 
 // ---------------------------------------------------------------- what a client records
 
@@ -296,7 +252,7 @@ fn profile(rng: &mut Rng, slot: usize) -> (Wire, Lang, usize, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_every_wire_with_random_joins_publishes_kills_floods_and_reconnects() {
-    let plan = plan();
+    let plan = plan::plan(4.0, 300);
     println!(
         "soak: seed {} ({} clients, {:?} of chaos); replay with SWITCHYARD_SOAK_SEED={}",
         plan.seed, plan.clients, plan.chaos, plan.seed

@@ -47,10 +47,14 @@ mod frames;
 #[allow(dead_code)] // the cluster tests use more of it than this soak does
 #[path = "../cluster/harness.rs"]
 mod harness;
+#[path = "../soak/plan.rs"]
+mod plan;
 
 mod checks;
 mod client;
 mod node;
+
+use plan::Rng;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -84,52 +88,6 @@ const WINDOW_SLACK: Duration = Duration::from_millis(300);
 const AFTER_OUTAGE: Duration = Duration::from_millis(1000);
 
 // ---------------------------------------------------------------- the plan and the rng
-
-/// SplitMix64: small, seedable, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-struct Plan {
-    seed: u64,
-    chaos: Duration,
-    clients: usize,
-}
-
-fn plan() -> Plan {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let seed = env("SWITCHYARD_SOAK_SEED").map_or_else(
-        || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        },
-        |s| s.parse().expect("SWITCHYARD_SOAK_SEED is a u64"),
-    );
-    let secs: f64 = env("SWITCHYARD_SOAK_SECS").map_or(5.0, |s| {
-        s.parse().expect("SWITCHYARD_SOAK_SECS is a number")
-    });
-    let clients = env("SWITCHYARD_SOAK_CLIENTS").map_or(120, |s| {
-        s.parse().expect("SWITCHYARD_SOAK_CLIENTS is a count")
-    });
-    Plan {
-        seed,
-        chaos: Duration::from_secs_f64(secs.max(4.0)),
-        clients,
-    }
-}
 
 // ---------------------------------------------------------------- what a client records
 
@@ -284,7 +242,9 @@ async fn outage(mut redis: Redis, survivors: Vec<SocketAddr>, seed: u64) -> Outa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_three_nodes_through_a_node_kill_and_a_redis_restart() {
-    let plan = plan();
+    let mut plan = plan::plan(5.0, 120);
+    // The node kill and the Redis restart need at least 4 s of chaos around them.
+    plan.chaos = plan.chaos.max(Duration::from_secs(4));
     let seed = plan.seed;
     println!(
         "soak_cluster: seed {seed} ({} clients on {NODES} nodes, {:?} of chaos); replay with \
