@@ -187,6 +187,9 @@ pub async fn run(opts: &RoomsOpts) -> std::io::Result<RoomsResult> {
     let elapsed = start.elapsed().as_secs_f64();
     let cpu1 = procfs::cpu_seconds(opts.server_pid);
     let delivered = shared.rec.hits();
+    // Read before the peers go: their own departures below would be counted as
+    // more leaves by the peers still connected.
+    let leaves_received = shared.leaves.load(Ordering::Relaxed);
     let server_cpu_s = match (cpu0, cpu1) {
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
@@ -202,7 +205,7 @@ pub async fn run(opts: &RoomsOpts) -> std::io::Result<RoomsResult> {
         burst_per_s: delivered as f64 / exchange.as_secs_f64().max(1e-9),
         latency: shared.rec.take(),
         leaves_expected,
-        leaves_received: shared.leaves.load(Ordering::Relaxed),
+        leaves_received,
         joins,
         server_cpu_s,
         cpu_us_per_delivery: if delivered == 0 {
