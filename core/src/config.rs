@@ -28,6 +28,22 @@ pub struct Config {
     /// takes [`Input::Remote`](crate::Input::Remote). Off: nothing is emitted (one
     /// node, the default).
     pub cluster: bool,
+    /// Which channels keep a history (the first rule whose pattern matches a channel
+    /// applies), so that a reconnecting client can recover what it missed. Empty
+    /// (the default): no channel has one.
+    pub history: Vec<HistoryRule>,
+}
+
+/// How much of a channel's past the hub keeps: at most `size` messages, none older
+/// than `ttl` on the hub's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRule {
+    /// The channels it applies to: a name or a pattern (`chat/*`, `**`).
+    pub channels: String,
+    /// Messages kept per channel (at least 1).
+    pub size: usize,
+    /// How long a message is kept (more than zero).
+    pub ttl: Duration,
 }
 
 impl Default for Config {
@@ -39,6 +55,7 @@ impl Default for Config {
             default_tenant: "default".into(),
             id_seed: 0x5157_1C4A_11D5_EED5,
             cluster: false,
+            history: Vec::new(),
         }
     }
 }
@@ -206,4 +223,7 @@ pub enum ConfigError {
     /// A limit is out of range.
     #[error("limit {0} must be positive")]
     Limit(&'static str),
+    /// A history rule keeps nothing (`size` or `ttl` zero).
+    #[error("history for {0:?}: size and ttl must be positive")]
+    History(String),
 }

@@ -113,10 +113,10 @@ pub mod token;
 pub mod wire;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use config::{Config, Limits};
+pub use config::{Config, HistoryRule, Limits};
 pub use hub::{
-    ControlError, Credentials, Event, Fault, Hangup, Hub, Input, Open, Output, PeerConnection,
-    Published, Stats,
+    ControlError, Credentials, Event, Fault, Hangup, HistoryPage, Hub, Input, Open, Output,
+    PeerConnection, Published, Stats, StoredMessage,
 };
 pub use ids::{ConnId, PeerId, SERVER_PEER_ID, TenantId};
 pub use wire::{Command, DecodeError, Dialect, Stamp};

@@ -233,6 +233,7 @@ impl Hub {
                 number: p.number,
                 unix_ms: p.unix_ms,
             },
+            offset: None,
             original,
         };
         let mut frames =

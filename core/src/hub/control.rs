@@ -7,13 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::fanout::Frames;
 use super::{Event, Hub, Output, auth};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
 use crate::ids::{PeerId, SERVER_PEER_ID, TenantId};
 use crate::pattern::Pattern;
-use crate::wire::codec::{Message, Payload};
 use crate::wire::{Dialect, Stamp};
 
 /// Counts for metrics and usage reports.
@@ -32,6 +30,10 @@ pub struct Stats {
     pub memberships: usize,
     /// Wildcard subscriptions.
     pub pattern_subscriptions: usize,
+    /// Messages kept in channel histories.
+    pub history_messages: usize,
+    /// Channels with a history stream.
+    pub history_streams: usize,
     /// Armed timers.
     pub timers: usize,
 }
@@ -65,6 +67,37 @@ pub enum ControlError {
     /// `data` is not JSON.
     #[error("data is not valid JSON")]
     InvalidData,
+    /// The channel keeps no history (no `history` rule names it).
+    #[error("this channel keeps no history")]
+    NoHistory,
+}
+
+/// A page of a channel's history ([`Hub::history`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryPage {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The stream's last offset (0: nothing published in this epoch yet).
+    pub offset: u64,
+    /// The messages after the asked offset, oldest first.
+    pub messages: Vec<StoredMessage>,
+}
+
+/// One message of a channel's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredMessage {
+    /// Its offset in the stream.
+    pub offset: u64,
+    /// The sender's peer id (`_server` for the control plane).
+    pub from: String,
+    /// The JSON value, as published.
+    pub data: Bytes,
+    /// The Broadcaster event name, when the publisher gave one.
+    pub event: Option<String>,
+    /// The message's id and time.
+    pub stamp: Stamp,
 }
 
 /// What a control-plane publish did.
@@ -134,22 +167,49 @@ impl Hub {
             return Err(ControlError::OverQuota);
         }
         let from = PeerId::new(SERVER_PEER_ID);
-        let meta = Map::new();
-        let stamp = self.stamp();
-        let message = Message {
-            channel,
-            from: &from,
-            meta: &meta,
-            payload: Payload::Json(&data),
-            event,
-            stamp,
-            original: None,
-        };
-        let mut frames =
-            Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
-        let deliveries = self.deliver(&tenant, channel, None, &mut frames);
-        self.tell_publication(&tenant, &message);
+        let meta = Arc::new(Map::new());
+        let (stamp, deliveries) =
+            self.publish_message(&tenant, channel, &from, &meta, &data, event, None);
         Ok(Published { stamp, deliveries })
+    }
+
+    /// Up to `limit` messages of `channel`'s history in `tenant` after offset `since`
+    /// (0: from the oldest kept), with where the stream stands. A reader pages on by
+    /// asking again after the last offset it got.
+    pub fn history(
+        &mut self,
+        now: std::time::Instant,
+        tenant: &str,
+        channel: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<HistoryPage, ControlError> {
+        self.tick(now);
+        let pattern = Pattern::parse(channel, self.config.limits.max_channel_len)
+            .map_err(|e| ControlError::InvalidChannel(e.to_string()))?;
+        if pattern.is_wildcard() {
+            return Err(ControlError::InvalidChannel(
+                "a pattern has no history".into(),
+            ));
+        }
+        let tenant = TenantId::new(tenant);
+        let page = self.history.page(&tenant, channel, self.now, since, limit);
+        self.finish_tick();
+        let (entries, offset, epoch) = page.ok_or(ControlError::NoHistory)?;
+        Ok(HistoryPage {
+            epoch: epoch.into(),
+            offset,
+            messages: entries
+                .into_iter()
+                .map(|e| StoredMessage {
+                    offset: e.offset,
+                    from: e.from.as_str().to_owned(),
+                    data: e.data,
+                    event: e.event.map(String::from),
+                    stamp: e.stamp,
+                })
+                .collect(),
+        })
     }
 
     /// Closes every connection of `peer` in `tenant` with `code` (an operator's
@@ -259,6 +319,8 @@ impl Hub {
             memberships,
             pattern_subscriptions,
             timers: self.timers.len(),
+            history_messages: self.history.held(),
+            history_streams: self.history.streams(),
         }
     }
 
@@ -311,6 +373,7 @@ impl Hub {
         config.id_seed = self.config.id_seed;
         config.cluster = self.config.cluster;
         let policy = auth::Policy::from_config(&config)?;
+        self.history.reconfigure(&config)?;
         self.policy = policy;
         self.config = config;
         let revoked: Vec<_> = self
@@ -354,7 +417,7 @@ impl Hub {
 impl From<ControlError> for ErrorCode {
     fn from(e: ControlError) -> Self {
         match e {
-            ControlError::InvalidChannel(_) => Self::InvalidChannel,
+            ControlError::InvalidChannel(_) | ControlError::NoHistory => Self::InvalidChannel,
             ControlError::OverQuota => Self::OverMessageQuota,
             ControlError::InvalidData => Self::InvalidMessage,
         }

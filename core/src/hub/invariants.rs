@@ -17,6 +17,7 @@ impl Hub {
             "the directory and the connection table hold different connections"
         );
         self.timers.check(|conn| self.conns.contains_key(&conn));
+        self.history.check(self.now);
         for (&conn, c) in &self.conns {
             if matches!(c.auth, AuthState::Pending) {
                 assert!(

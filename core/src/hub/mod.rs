@@ -22,10 +22,11 @@ pub use api::{Credentials, Event, Fault, Hangup, Input, Open, Output};
 mod auth;
 mod cluster;
 mod control;
-pub use control::{ControlError, PeerConnection, Published, Stats};
+pub use control::{ControlError, HistoryPage, PeerConnection, Published, Stats, StoredMessage};
 mod directory;
 mod fanout;
 mod grants;
+mod history;
 #[cfg(any(test, feature = "testing"))]
 mod invariants;
 mod limits;
@@ -71,6 +72,8 @@ pub struct Hub {
     per_ip: BTreeMap<IpAddr, usize>,
     per_tenant: BTreeMap<TenantId, usize>,
     timers: Timers,
+    /// The channels' streams, where a rule keeps them.
+    history: history::History,
     out: VecDeque<Output>,
 }
 
@@ -103,6 +106,7 @@ impl Hub {
     /// Fails only on a configuration that cannot work (bad keys or grant patterns).
     pub fn new(config: Config, now: Instant, unix_ms: u64) -> Result<Self, ConfigError> {
         let policy = auth::Policy::from_config(&config)?;
+        let history = history::History::from_config(&config)?;
         Ok(Self {
             ids: IdGen::new(config.id_seed),
             message_ids: IdGen::new(config.id_seed ^ MESSAGE_ID_STREAM),
@@ -119,6 +123,7 @@ impl Hub {
             per_ip: BTreeMap::new(),
             per_tenant: BTreeMap::new(),
             timers: Timers::default(),
+            history,
             out: VecDeque::new(),
         })
     }
@@ -280,7 +285,7 @@ impl Hub {
     }
 
     /// Lets time pass: fires every timer due at or before `now` (auth deadlines,
-    /// token expiry).
+    /// token expiry) and ages out channel history.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
         while let Some(timer) = self.timers.pop_due(self.now) {
@@ -295,6 +300,7 @@ impl Hub {
                 }
             }
         }
+        self.history.expire(self.now);
         self.finish_tick();
     }
 
@@ -311,7 +317,10 @@ impl Hub {
         if !self.out.is_empty() {
             return Some(self.now);
         }
-        self.timers.next()
+        match (self.timers.next(), self.history.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Closes `conn` with `code`: it leaves every channel (the others hear of it) and

@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use super::directory::SubOpts;
 use super::fanout::Frames;
+use super::history::Entry;
 use super::{Departure, Event, Hub};
 use crate::codes::ErrorCode;
 use crate::ids::{ConnId, PeerId, TenantId};
 use crate::pattern::Pattern;
 use crate::token::Permissions;
-use crate::wire::codec::{Answer, Direct, Message, Payload};
-use crate::wire::{DirectSend, Publish, RequestId, Stamp, Subscribe, Unsubscribe};
+use crate::wire::codec::{Answer, Direct, Frame, Message, Payload};
+use crate::wire::{DirectSend, Position, Publish, RequestId, Stamp, Subscribe, Unsubscribe};
 
 impl Hub {
     pub(super) fn on_subscribe(&mut self, conn: ConnId, s: Subscribe) {
@@ -64,7 +65,16 @@ impl Hub {
                 foreign,
             };
             self.dir.subscribe_pattern(conn, tenant, pattern, opts);
-            self.ack(conn, rid);
+            if s.recover.is_some() {
+                // A pattern spans many streams: there is no one position to resume.
+                let answer = Answer::Positioned {
+                    position: None,
+                    recovered: Some(false),
+                };
+                self.answer(conn, rid, answer);
+            } else {
+                self.ack(conn, rid);
+            }
         } else {
             let metadata = Arc::clone(&grants.metadata);
             let joined = self.dir.subscribe(
@@ -84,7 +94,8 @@ impl Hub {
                 };
                 self.answer(conn, rid, answer);
             } else {
-                self.ack(conn, rid);
+                let flavour = (include_meta, foreign);
+                self.answer_position(conn, &tenant, &s.channel, s.recover.as_ref(), flavour, rid);
             }
             if wants_presence {
                 self.send_snapshot(conn, joined.channel);
@@ -102,6 +113,83 @@ impl Hub {
             conn,
             channel: s.channel,
         });
+    }
+
+    /// Answers a subscribe to `channel`: where its stream stands, when it keeps a
+    /// history, after replaying what a client at `recover` missed (in order, before
+    /// any live message: nothing else happens in between). A bare ack otherwise.
+    fn answer_position(
+        &mut self,
+        conn: ConnId,
+        tenant: &TenantId,
+        channel: &str,
+        recover: Option<&Position>,
+        (with_meta, foreign): (bool, bool),
+        rid: Option<&RequestId>,
+    ) {
+        let now = self.now;
+        let answer = match recover {
+            Some(from) => match self.history.recover(tenant, channel, now, from) {
+                Some(recovery) => {
+                    for entry in &recovery.replay {
+                        self.replay(conn, tenant, channel, entry, with_meta, foreign);
+                    }
+                    let answer = Answer::Positioned {
+                        position: Some((recovery.offset, &recovery.epoch)),
+                        recovered: Some(recovery.recovered),
+                    };
+                    return self.answer(conn, rid, answer);
+                }
+                None => Answer::Positioned {
+                    position: None,
+                    recovered: Some(false),
+                },
+            },
+            None => match self.history.position(tenant, channel, now) {
+                Some((offset, epoch)) => {
+                    let answer = Answer::Positioned {
+                        position: Some((offset, &epoch)),
+                        recovered: None,
+                    };
+                    return self.answer(conn, rid, answer);
+                }
+                None => Answer::Success,
+            },
+        };
+        self.answer(conn, rid, answer);
+    }
+
+    /// Sends one stored message of `channel` to `conn`, as a live one would look.
+    fn replay(
+        &mut self,
+        conn: ConnId,
+        tenant: &TenantId,
+        channel: &str,
+        entry: &Entry,
+        with_meta: bool,
+        foreign: bool,
+    ) {
+        let codec = self.codec(conn);
+        let message = Message {
+            channel,
+            from: &entry.from,
+            meta: &entry.meta,
+            payload: Payload::Json(&entry.data),
+            event: entry.event.as_deref(),
+            stamp: entry.stamp,
+            offset: Some(entry.offset),
+            original: None,
+        };
+        // Dialects that can recover write one frame for every member (a sequenced
+        // frame belongs to dialects without recovery).
+        if let Some(Frame::Shared(frame)) = codec.message(&message, with_meta) {
+            let frame = if foreign {
+                codec.with_tenant(&frame, tenant.as_str())
+            } else {
+                frame
+            };
+            self.send(conn, frame);
+        }
     }
 
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, u: Unsubscribe) {
@@ -161,23 +249,62 @@ impl Hub {
         }
         let peer = self.dir.place(conn).peer().cloned().expect("bound at auth");
         let grants = self.grants(conn);
+        let (stamp, deliveries) = self.publish_message(
+            &tenant,
+            &p.channel,
+            &peer,
+            &grants.metadata,
+            &p.data,
+            p.event.as_deref(),
+            Some(conn),
+        );
+        self.answer(conn, rid, Answer::Published(&stamp));
+        self.event(Event::Routed { conn, deliveries });
+    }
+
+    /// Publishes JSON `data` to `channel` in `tenant` from `from` (a client's publish,
+    /// or the control plane's): stores it in the channel's history where a rule keeps
+    /// one, delivers it to every member and matching pattern but `except`, and tells
+    /// the other nodes. Returns the message's stamp and how many sends were queued.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn publish_message(
+        &mut self,
+        tenant: &TenantId,
+        channel: &str,
+        from: &PeerId,
+        meta: &Arc<serde_json::Map<String, serde_json::Value>>,
+        data: &bytes::Bytes,
+        event: Option<&str>,
+        except: Option<ConnId>,
+    ) -> (Stamp, usize) {
         let stamp = self.stamp();
+        let offset = self
+            .history
+            .append(tenant, channel, self.now, |offset| Entry {
+                offset,
+                at: self.now,
+                stamp,
+                from: from.clone(),
+                meta: Arc::clone(meta),
+                data: data.clone(),
+                event: event.map(Box::from),
+            });
         let message = Message {
-            channel: &p.channel,
-            from: &peer,
-            meta: &grants.metadata,
-            payload: Payload::Json(&p.data),
-            event: p.event.as_deref(),
+            channel,
+            from,
+            meta,
+            payload: Payload::Json(data),
+            event,
             stamp,
+            offset,
             original: None,
         };
         let mut frames = Frames::new(|dialect: crate::wire::Dialect, with_meta| {
             dialect.codec().message(&message, with_meta)
         });
-        let deliveries = self.deliver(&tenant, &p.channel, Some(conn), &mut frames);
-        self.tell_publication(&tenant, &message);
-        self.answer(conn, rid, Answer::Published(&stamp));
-        self.event(Event::Routed { conn, deliveries });
+        let deliveries = self.deliver(tenant, channel, except, &mut frames);
+        self.tell_publication(tenant, &message);
+        (stamp, deliveries)
     }
 
     pub(super) fn on_send(&mut self, conn: ConnId, s: DirectSend) {

@@ -199,6 +199,7 @@ impl Hub {
             },
             event: None,
             stamp,
+            offset: None,
             original: Some(Original {
                 dialect: self.dialect(conn),
                 frame: &s.frame,

@@ -120,6 +120,9 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
             include_sender_metadata: false,
             // The Broadcaster has no tenants: its requests act in the connection's own.
             tenant: None,
+            // Its `seq` counts per subscription, so it cannot name a point in the
+            // channel's stream (docs/protocol.md, "History and recovery").
+            recover: None,
         }),
         "unsubscribe" => Command::Unsubscribe(Unsubscribe {
             channel: channel()?,
@@ -235,7 +238,7 @@ pub(crate) fn result(request_id: &RequestId, answer: Answer<'_>) -> Bytes {
     put_request_id(&mut out, Some(request_id));
     out.put_slice(b",\"result\":");
     match answer {
-        Answer::Success => out.put_slice(b"{\"success\":true}"),
+        Answer::Success | Answer::Positioned { .. } => out.put_slice(b"{\"success\":true}"),
         Answer::Subscribed {
             subscription_id,
             unix_ms,

@@ -154,6 +154,15 @@ pub(crate) enum Answer<'a> {
         /// Unix milliseconds.
         unix_ms: u64,
     },
+    /// `subscribe` to a channel with a history, or one that asked to recover: where
+    /// the channel's stream stands (`None` without a history) and, when asked,
+    /// whether everything missed was replayed.
+    Positioned {
+        /// The channel's last offset and its epoch.
+        position: Option<(u64, &'a str)>,
+        /// `Some` when the subscribe asked to recover.
+        recovered: Option<bool>,
+    },
 }
 
 /// What `welcome` tells a client about itself and the server's limits.
@@ -221,6 +230,8 @@ pub(crate) struct Message<'a> {
     pub(crate) event: Option<&'a str>,
     /// Message id and time.
     pub(crate) stamp: Stamp,
+    /// Its place in the channel's history, where the channel keeps one.
+    pub(crate) offset: Option<u64>,
     /// The sender's own frame.
     pub(crate) original: Option<Original<'a>>,
 }

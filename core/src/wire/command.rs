@@ -37,6 +37,20 @@ pub struct Subscribe {
     pub include_sender_metadata: bool,
     /// The tenant to subscribe in (fastpubsub style); `None`: the connection's own.
     pub tenant: Option<String>,
+    /// Where the client's copy of the channel ends: the messages after it are
+    /// replayed before live ones (JSON `recover`).
+    pub recover: Option<Position>,
+}
+
+/// A point in a channel's stream: the offset of the last message seen, in the
+/// channel's epoch (an epoch names one life of a stream; offsets restart when it
+/// changes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The last offset seen (0: none).
+    pub offset: u64,
+    /// The stream's epoch.
+    pub epoch: String,
 }
 
 /// `unsubscribe`: stop receiving a channel.

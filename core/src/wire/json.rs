@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::codec::{Abilities, Answer, Codec, Direct, Frame, Message, PresenceView, Welcome};
-use super::command::{Auth, DirectSend, Publish, RequestId, Subscribe, Unsubscribe};
+use super::command::{Auth, DirectSend, Position, Publish, RequestId, Subscribe, Unsubscribe};
 use super::{Command, DecodeError, Secret};
 use crate::codes::ErrorCode;
 
@@ -38,6 +38,17 @@ struct Inbound<'a> {
     token: Option<Cow<'a, str>>,
     #[serde(borrow)]
     tenant: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    recover: Option<Recover<'a>>,
+}
+
+/// `recover` on `subscribe`: the last offset seen and its epoch.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recover<'a> {
+    offset: u64,
+    #[serde(borrow)]
+    epoch: Cow<'a, str>,
 }
 
 /// Only the request id, for answering frames that fail to decode otherwise.
@@ -94,6 +105,10 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
             include_sender_metadata: inbound.include_sender_metadata.unwrap_or(false),
             request_id,
             tenant: inbound.tenant.map(Cow::into_owned),
+            recover: inbound.recover.map(|r| Position {
+                offset: r.offset,
+                epoch: r.epoch.into_owned(),
+            }),
         }),
         "unsubscribe" => Command::Unsubscribe(Unsubscribe {
             channel: inbound
@@ -265,6 +280,7 @@ pub(crate) fn message(
     data: &[u8],
     event: Option<&str>,
     from_metadata: Option<&Map<String, Value>>,
+    offset: Option<u64>,
 ) -> Bytes {
     let out = Writer::new("message")
         .str_field("channel", channel)
@@ -274,11 +290,32 @@ pub(crate) fn message(
         Some(event) => out.str_field("event", event),
         None => out,
     };
-    match from_metadata {
+    let out = match from_metadata {
         Some(m) => out.value_field("fromMetadata", m),
+        None => out,
+    };
+    match offset {
+        Some(offset) => out.num_field("offset", offset),
         None => out,
     }
     .finish()
+}
+
+/// The `ack` of a `subscribe` to a channel with a history (`offset`, `epoch`) or one
+/// that asked to recover (`recovered`).
+pub(crate) fn positioned_ack(
+    request_id: &RequestId,
+    position: Option<(u64, &str)>,
+    recovered: Option<bool>,
+) -> Bytes {
+    let mut out = Writer::new("ack").request_id(Some(request_id));
+    if let Some((offset, epoch)) = position {
+        out = out.num_field("offset", offset).str_field("epoch", epoch);
+    }
+    if let Some(recovered) = recovered {
+        out = out.raw_field("recovered", if recovered { b"true" } else { b"false" });
+    }
+    out.finish()
 }
 
 pub(crate) fn direct(from: &str, data: &[u8], from_metadata: Option<&Map<String, Value>>) -> Bytes {
@@ -374,9 +411,16 @@ impl Codec for Json {
         error(code.as_str(), message, request_id)
     }
 
-    /// Every success is a bare `ack`.
-    fn answer(&self, request_id: &RequestId, _answer: Answer<'_>) -> Option<Bytes> {
-        Some(ack(request_id))
+    /// Every success is a bare `ack`, except a subscribe's to a channel with a
+    /// history (or that asked to recover), which says where the stream stands.
+    fn answer(&self, request_id: &RequestId, answer: Answer<'_>) -> Option<Bytes> {
+        Some(match answer {
+            Answer::Positioned {
+                position,
+                recovered,
+            } => positioned_ack(request_id, position, recovered),
+            _ => ack(request_id),
+        })
     }
 
     fn welcome(&self, w: &Welcome<'_>) -> Option<Bytes> {
@@ -386,7 +430,7 @@ impl Codec for Json {
     fn message(&self, m: &Message<'_>, with_meta: bool) -> Option<Frame> {
         let data = m.payload.json();
         let meta = with_meta.then_some(m.meta);
-        Some(message(m.channel, m.from.as_str(), &data, m.event, meta).into())
+        Some(message(m.channel, m.from.as_str(), &data, m.event, meta, m.offset).into())
     }
 
     fn direct(&self, d: &Direct<'_>) -> Option<Bytes> {

@@ -21,7 +21,7 @@ pub mod json;
 pub mod signaller;
 mod stamp;
 
-pub use command::{Auth, DirectSend, Ping, Publish, RequestId, Subscribe, Unsubscribe};
+pub use command::{Auth, DirectSend, Ping, Position, Publish, RequestId, Subscribe, Unsubscribe};
 pub use stamp::{Stamp, format_timestamp};
 
 use codec::Codec;

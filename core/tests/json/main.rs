@@ -5,6 +5,7 @@
 //! are shared by all four.
 
 mod auth;
+mod history;
 mod limits;
 mod presence;
 mod pubsub;
