@@ -63,17 +63,20 @@ impl std::fmt::Display for EnvelopeError {
 impl std::error::Error for EnvelopeError {}
 
 impl Envelope {
-    /// Wraps `remote` for the wire.
-    pub fn new(remote: Remote) -> Self {
+    /// Wraps `remote` for the wire; `None` for what never goes on it (an engine's
+    /// answer to its own node).
+    pub fn new(remote: Remote) -> Option<Self> {
         let event = match remote.event {
             RemoteEvent::Changed(out) => WireEvent::Changed(out),
+            RemoteEvent::Stored(p) => WireEvent::Changed(Outbound::Publish(p)),
             RemoteEvent::State(state) => WireEvent::State(state),
             RemoteEvent::Gone => WireEvent::Gone,
+            RemoteEvent::Recovered(_) => return None,
         };
-        Self {
+        Some(Self {
             node: remote.node,
             event,
-        }
+        })
     }
 
     /// The JSON text.
@@ -113,7 +116,7 @@ mod tests {
             node: NodeId::new("a1"),
             event,
         };
-        let text = Envelope::new(remote.clone()).encode();
+        let text = Envelope::new(remote.clone()).expect("wire event").encode();
         let back = Envelope::decode(text.as_bytes())
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .into_remote()
@@ -151,6 +154,10 @@ mod tests {
             number: 7,
             unix_ms: 1,
             original: None,
+            history: None,
+            offset: None,
+            epoch: None,
+            origin_conn: None,
         })));
         roundtrip(RemoteEvent::Changed(Outbound::Peer {
             tenant: "default".into(),
@@ -208,6 +215,7 @@ mod tests {
             node: NodeId::new("a1"),
             event: RemoteEvent::Gone,
         })
+        .expect("a wire event")
         .encode();
         assert_eq!(text, r#"{"node":"a1","event":"gone"}"#);
     }
@@ -224,7 +232,10 @@ mod tests {
             }),
         };
         let text = serde_json::to_string(&remote).expect("serialises");
-        assert_eq!(text, Envelope::new(remote.clone()).encode());
+        assert_eq!(
+            text,
+            Envelope::new(remote.clone()).expect("wire event").encode()
+        );
         assert_eq!(
             serde_json::from_str::<Remote>(&text).expect("reads back"),
             remote

@@ -92,6 +92,63 @@ pub struct Publication {
     pub unix_ms: u64,
     /// The sender's own frame.
     pub original: Option<Original>,
+    /// Set by the publishing node when the channel keeps a history: the engine stores
+    /// the message in the channel's shared stream, numbers it and only then carries
+    /// it to every node, the publishing one included (as [`RemoteEvent::Stored`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Retention>,
+    /// The message's offset in the channel's stream, once the engine numbered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The stream's epoch, with `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The publishing connection on the publishing node, which does not receive its
+    /// own message back. Meaningful only there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_conn: Option<u64>,
+}
+
+/// How much of a channel's past the shared stream keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Messages kept.
+    pub size: usize,
+    /// How long one is kept, and how long an idle stream lives.
+    pub ttl_ms: u64,
+}
+
+/// A node asks the engine where a channel's shared stream stands and, for a client
+/// recovering, for the messages after `since`. Answered with
+/// [`RemoteEvent::Recovered`]; never carried to other nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverRequest {
+    /// Matches the answer to the question (the hub's own number).
+    pub request: u64,
+    /// Tenant.
+    pub tenant: String,
+    /// Channel.
+    pub channel: String,
+    /// The last offset the client saw, when it asks to recover.
+    pub since: Option<u64>,
+    /// The channel's retention (a stream that does not exist yet is created with it).
+    pub retention: Retention,
+}
+
+/// The engine's answer to a [`RecoverRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// The request's number.
+    pub request: u64,
+    /// The stream's epoch (empty on `error`).
+    pub epoch: String,
+    /// Its last offset.
+    pub offset: u64,
+    /// The messages after `since` still kept, oldest first, numbered.
+    pub publications: Vec<Publication>,
+    /// Why the stream could not be read (the engine is not connected, say); the
+    /// client is then told it did not recover.
+    pub error: Option<String>,
 }
 
 /// A message for one peer that the sending node does not hold (or not only).
@@ -179,6 +236,8 @@ pub enum Outbound {
         /// Close code.
         code: u16,
     },
+    /// A question for the engine itself: where a channel's stream stands.
+    Recover(RecoverRequest),
 }
 
 /// What another node did, fed with [`Input::Remote`](crate::Input::Remote).
@@ -202,4 +261,9 @@ pub enum RemoteEvent {
     State(NodeState),
     /// The node is gone (its heartbeat expired): its peers leave everywhere.
     Gone,
+    /// One of this node's own publications to a channel with a history, stored and
+    /// numbered by the engine: deliver it here now.
+    Stored(Publication),
+    /// The engine's answer to this node's [`Outbound::Recover`].
+    Recovered(Recovered),
 }

@@ -39,6 +39,7 @@ use crate::backoff::{Backoff, random_seed};
 use crate::{Engine, EngineContext, EngineState, EngineStatus};
 
 mod session;
+mod streams;
 use session::Session;
 
 /// Outbound items published in one pipeline at most.
@@ -200,6 +201,14 @@ async fn drop_while_waiting(ctx: &mut EngineContext, delay: Duration) -> bool {
             () = ctx.shutdown.cancelled() => return false,
             () = &mut sleep => return true,
             item = ctx.outbound.recv(), if open => match crate::counted(&ctx.status, item) {
+                // A subscribe waits for this answer: it is told the stream is out of reach.
+                Some(switchyard_core::cluster::Outbound::Recover(request)) => {
+                    let answer = streams::failed(&request, "the cluster engine is not connected to Redis");
+                    let _ = ctx.driver.remote(switchyard_core::cluster::Remote {
+                        node: ctx.node.clone(),
+                        event: switchyard_core::cluster::RemoteEvent::Recovered(answer),
+                    }).await;
+                }
                 Some(_) => EngineStatus::count(&ctx.status.dropped, 1),
                 None => open = false,
             },

@@ -10,7 +10,7 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use switchyard_core::cluster::{NodeId, NodeState, Outbound, Remote, RemoteEvent};
 use tokio::time::MissedTickBehavior;
 
-use super::{BATCH, Ended, RedisEngine, state_envelope};
+use super::{BATCH, Ended, RedisEngine, state_envelope, streams};
 use crate::envelope::{Envelope, TableEntry, WireEvent};
 use crate::{EngineContext, EngineState, EngineStatus, TableNews, TableWrite, WriteMode};
 
@@ -104,7 +104,10 @@ impl Session<'_> {
     }
 
     /// Publishes `first` and whatever else is queued (up to [`BATCH`], and never past
-    /// the `until`-th item taken) in one pipeline, in queue order.
+    /// the `until`-th item taken) in one pipeline, in queue order. A message to a
+    /// channel with a history is stored and numbered on the way
+    /// ([`streams::store_and_publish`]); a question about a stream is answered
+    /// after what was queued before it went out.
     async fn publish(
         &self,
         ctx: &mut EngineContext,
@@ -114,33 +117,71 @@ impl Session<'_> {
     ) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
         let mut n = 0u64;
+        let mut taken = 0u64;
         let mut next = Some(first);
         while let Some(item) = next {
-            let envelope = Envelope::new(Remote {
-                node: ctx.node.clone(),
-                event: RemoteEvent::Changed(item),
-            });
-            pipe.cmd("PUBLISH")
-                .arg(&self.engine.bus)
-                .arg(envelope.encode())
-                .ignore();
-            n += 1;
+            match item {
+                Outbound::Recover(request) => {
+                    self.flush(ctx, commands, &mut pipe, &mut n).await?;
+                    let answer = streams::read(commands, &self.engine.table_prefix, &request).await;
+                    let _ = ctx
+                        .driver
+                        .remote(Remote {
+                            node: ctx.node.clone(),
+                            event: RemoteEvent::Recovered(answer),
+                        })
+                        .await;
+                }
+                Outbound::Publish(p) if p.history.is_some() => {
+                    let prefix = &self.engine.table_prefix;
+                    streams::store_and_publish(&mut pipe, prefix, &self.engine.bus, &ctx.node, p);
+                    n += 1;
+                }
+                item => {
+                    let envelope = Envelope {
+                        node: ctx.node.clone(),
+                        event: WireEvent::Changed(item),
+                    };
+                    pipe.cmd("PUBLISH")
+                        .arg(&self.engine.bus)
+                        .arg(envelope.encode())
+                        .ignore();
+                    n += 1;
+                }
+            }
+            taken += 1;
             let below = until.is_none_or(|mark| {
                 ctx.status.taken.load(std::sync::atomic::Ordering::Relaxed) < mark
             });
-            next = if n < BATCH as u64 && below {
+            next = if taken < BATCH as u64 && below {
                 ctx.queued_outbound()
             } else {
                 None
             };
         }
-        match pipe.query_async::<()>(commands).await {
+        self.flush(ctx, commands, &mut pipe, &mut n).await
+    }
+
+    /// Sends the `n` commands gathered in `pipe`, if any.
+    async fn flush(
+        &self,
+        ctx: &EngineContext,
+        commands: &mut MultiplexedConnection,
+        pipe: &mut redis::Pipeline,
+        n: &mut u64,
+    ) -> redis::RedisResult<()> {
+        if *n == 0 {
+            return Ok(());
+        }
+        let count = std::mem::take(n);
+        let sent = std::mem::replace(pipe, redis::pipe());
+        match sent.query_async::<()>(commands).await {
             Ok(()) => {
-                EngineStatus::count(&ctx.status.published, n);
+                EngineStatus::count(&ctx.status.published, count);
                 Ok(())
             }
             Err(e) => {
-                EngineStatus::count(&ctx.status.dropped, n);
+                EngineStatus::count(&ctx.status.dropped, count);
                 Err(e)
             }
         }
@@ -337,7 +378,11 @@ impl Session<'_> {
         commands: &mut MultiplexedConnection,
         payload: &[u8],
     ) -> redis::RedisResult<()> {
-        let envelope = match Envelope::decode(payload) {
+        let decoded = match streams::parse_stored(payload) {
+            Some(numbered) => numbered,
+            None => Envelope::decode(payload).map_err(|e| e.to_string()),
+        };
+        let mut envelope = match decoded {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::warn!(%error, "cluster engine: unreadable envelope on the bus, skipped");
@@ -345,7 +390,24 @@ impl Session<'_> {
             }
         };
         if envelope.node == ctx.node {
+            // Only this node's numbered messages come back to it: it delivers them
+            // now, in the stream's order.
+            if let WireEvent::Changed(Outbound::Publish(p)) = envelope.event
+                && p.offset.is_some()
+            {
+                let _ = ctx
+                    .driver
+                    .remote(Remote {
+                        node: ctx.node.clone(),
+                        event: RemoteEvent::Stored(p),
+                    })
+                    .await;
+            }
             return Ok(());
+        }
+        if let WireEvent::Changed(Outbound::Publish(p)) = &mut envelope.event {
+            // Another node's connection number means nothing here.
+            p.origin_conn = None;
         }
         let node = envelope.node.clone();
         if let WireEvent::Table(entry) = envelope.event {
@@ -432,10 +494,10 @@ impl Session<'_> {
                 return;
             }
         }
-        let gone = Envelope::new(Remote {
+        let gone = Envelope {
             node: ctx.node.clone(),
-            event: RemoteEvent::Gone,
-        });
+            event: WireEvent::Gone,
+        };
         let said = redis::pipe()
             .cmd("PUBLISH")
             .arg(&self.engine.bus)

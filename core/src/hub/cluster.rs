@@ -40,22 +40,33 @@ impl Hub {
 
     /// Tells the other nodes a message was published here.
     pub(super) fn tell_publication(&mut self, tenant: &TenantId, message: &Message<'_>) {
-        self.tell_cluster(|| {
-            Outbound::Publish(Publication {
-                tenant: tenant.as_str().to_owned(),
-                channel: message.channel.to_owned(),
-                from: message.from.as_str().to_owned(),
-                meta: message.meta.clone(),
-                payload: to_cluster(message.payload),
-                event: message.event.map(str::to_owned),
-                number: message.stamp.number,
-                unix_ms: message.stamp.unix_ms,
-                original: message.original.map(|o| cluster::Original {
-                    dialect: o.dialect.name().to_owned(),
-                    frame: String::from_utf8_lossy(o.frame).into_owned(),
-                }),
-            })
-        });
+        if self.config.cluster {
+            let p = self.publication(tenant, message);
+            self.out
+                .push_back(Output::Cluster(Box::new(Outbound::Publish(p))));
+        }
+    }
+
+    /// `message` as other nodes need it.
+    pub(super) fn publication(&self, tenant: &TenantId, message: &Message<'_>) -> Publication {
+        Publication {
+            tenant: tenant.as_str().to_owned(),
+            channel: message.channel.to_owned(),
+            from: message.from.as_str().to_owned(),
+            meta: message.meta.clone(),
+            payload: to_cluster(message.payload),
+            event: message.event.map(str::to_owned),
+            number: message.stamp.number,
+            unix_ms: message.stamp.unix_ms,
+            original: message.original.map(|o| cluster::Original {
+                dialect: o.dialect.name().to_owned(),
+                frame: String::from_utf8_lossy(o.frame).into_owned(),
+            }),
+            history: None,
+            offset: None,
+            epoch: None,
+            origin_conn: None,
+        }
     }
 
     /// Tells the other nodes `peer` is present in a channel here.
@@ -114,7 +125,15 @@ impl Hub {
     pub(super) fn on_remote(&mut self, remote: Remote) {
         let Remote { node, event } = remote;
         match event {
+            RemoteEvent::Changed(Outbound::Publish(p)) if p.offset.is_some() => {
+                self.deliver_stored(&p, None);
+            }
             RemoteEvent::Changed(Outbound::Publish(p)) => self.on_remote_publication(&p),
+            RemoteEvent::Stored(p) => {
+                let origin = p.origin_conn.map(ConnId);
+                self.deliver_stored(&p, origin);
+            }
+            RemoteEvent::Recovered(r) => self.on_recovered(r),
             RemoteEvent::Changed(Outbound::Direct(d)) => self.on_remote_direct(&d),
             RemoteEvent::Changed(Outbound::Disconnect { tenant, peer, code }) => {
                 let conns = self

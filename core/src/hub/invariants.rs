@@ -18,6 +18,7 @@ impl Hub {
         );
         self.timers.check(|conn| self.conns.contains_key(&conn));
         self.history.check(self.now);
+        self.waiting.check(|conn| self.conns.contains_key(&conn));
         for (&conn, c) in &self.conns {
             if matches!(c.auth, AuthState::Pending) {
                 assert!(

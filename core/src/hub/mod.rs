@@ -33,6 +33,7 @@ mod limits;
 mod membership;
 mod pubsub;
 mod rooms;
+mod shared_history;
 mod timers;
 
 use auth::AuthState;
@@ -74,6 +75,9 @@ pub struct Hub {
     timers: Timers,
     /// The channels' streams, where a rule keeps them.
     history: history::History,
+    /// On a cluster: subscriptions waiting for the engine to say where their
+    /// channel's shared stream stands.
+    waiting: shared_history::Waiting,
     out: VecDeque<Output>,
 }
 
@@ -124,6 +128,7 @@ impl Hub {
             per_tenant: BTreeMap::new(),
             timers: Timers::default(),
             history,
+            waiting: shared_history::Waiting::default(),
             out: VecDeque::new(),
         })
     }
@@ -348,6 +353,7 @@ impl Hub {
             .remove(conn)
             .expect("the directory holds exactly the hub's connections");
         self.timers.disarm(conn);
+        self.waiting.forget_conn(conn);
         if let Some(ip) = c.ip {
             decrement(&mut self.per_ip, &ip);
         }

@@ -127,6 +127,10 @@ impl Hub {
         (with_meta, foreign): (bool, bool),
         rid: Option<&RequestId>,
     ) {
+        if let Some(retention) = self.shared_retention(channel) {
+            let flavour = (with_meta, foreign);
+            return self.ask_position(conn, tenant, channel, recover, flavour, rid, retention);
+        }
         let now = self.now;
         let answer = match recover {
             Some(from) => match self.history.recover(tenant, channel, now, from) {
@@ -160,7 +164,7 @@ impl Hub {
     }
 
     /// Sends one stored message of `channel` to `conn`, as a live one would look.
-    fn replay(
+    pub(super) fn replay(
         &mut self,
         conn: ConnId,
         tenant: &TenantId,
@@ -203,6 +207,7 @@ impl Hub {
         let removed = if pattern.is_wildcard() {
             self.dir.unsubscribe_pattern(conn, &tenant, &pattern)
         } else {
+            self.waiting.forget_sub(conn, &tenant, &u.channel);
             match self.dir.unsubscribe(conn, &tenant, &u.channel) {
                 Some(departed) => {
                     if let Some(departed) = departed {
@@ -278,6 +283,20 @@ impl Hub {
         except: Option<ConnId>,
     ) -> (Stamp, usize) {
         let stamp = self.stamp();
+        if let Some(retention) = self.shared_retention(channel) {
+            let message = Message {
+                channel,
+                from,
+                meta,
+                payload: Payload::Json(data),
+                event,
+                stamp,
+                offset: None,
+                original: None,
+            };
+            self.publish_shared(tenant, &message, retention, except);
+            return (stamp, 0);
+        }
         let offset = self
             .history
             .append(tenant, channel, self.now, |offset| Entry {

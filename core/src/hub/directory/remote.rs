@@ -95,6 +95,10 @@ impl Directory {
         node: &NodeId,
         event: RemoteEvent,
     ) -> Vec<RemoteEffect> {
+        // Answers to this node's own questions change nobody's presence.
+        if matches!(event, RemoteEvent::Stored(_) | RemoteEvent::Recovered(_)) {
+            return Vec::new();
+        }
         let old = self.remote.get(node).cloned().unwrap_or_default();
         let mut new = old.clone();
         let gone = event == RemoteEvent::Gone;
@@ -160,8 +164,13 @@ impl Directory {
             }
             // Messages change nobody's presence.
             RemoteEvent::Changed(
-                Outbound::Publish(_) | Outbound::Direct(_) | Outbound::Disconnect { .. },
-            ) => return Vec::new(),
+                Outbound::Publish(_)
+                | Outbound::Direct(_)
+                | Outbound::Disconnect { .. }
+                | Outbound::Recover(_),
+            )
+            | RemoteEvent::Stored(_)
+            | RemoteEvent::Recovered(_) => return Vec::new(),
         }
         self.remote.remove(node);
         let keys: BTreeSet<(&String, &String, &String)> =
