@@ -235,7 +235,9 @@ pub(crate) fn result(request_id: &RequestId, answer: Answer<'_>) -> Bytes {
     put_request_id(&mut out, Some(request_id));
     out.put_slice(b",\"result\":");
     match answer {
-        Answer::Success => out.put_slice(b"{\"success\":true}"),
+        // The Broadcaster's `auth` answer has no room for an expiry: a refresh is
+        // answered as an `auth` is.
+        Answer::Success | Answer::Refreshed { .. } => out.put_slice(b"{\"success\":true}"),
         Answer::Subscribed {
             subscription_id,
             unix_ms,
@@ -349,6 +351,8 @@ impl Codec for Broadcaster {
             binds_by_announce: false,
             needs_audience: true,
             subscription_ids: true,
+            auth_refreshes: true,
+            warns_expiry: false,
         }
     }
 

@@ -8,6 +8,7 @@ mod auth;
 mod limits;
 mod presence;
 mod pubsub;
+mod refresh;
 
 use switchyard_core::Dialect;
 use switchyard_core::testing::{TEST_UNIX, TestHub, keyed_config, token_for};
