@@ -261,3 +261,46 @@ async fn a_flood_is_refused_then_closed_4011_and_the_room_carries_on() {
         "only {admitted} frames of the burst were admitted"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_over_websocket_outlives_the_first_token_then_warns_and_closes_4002() {
+    let mut setup = keyed();
+    setup.hub.auth.leeway_secs = 0;
+    let server = setup.start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let token = |exp: u64| {
+        token_with(serde_json::json!({
+            "sub": "alice", "channels": ["room-*"], "permissions": ["subscribe"], "exp": exp,
+        }))
+    };
+    let mut ws = Ws::connect(server.ws, &format!("/v1?token={}", token(now + 1))).await;
+    welcome_peer(&mut ws, "welcome").await;
+    let second = now + 3;
+    ws.send(&format!(
+        r#"{{"type":"refresh","token":"{}","requestId":"r1"}}"#,
+        token(second)
+    ))
+    .await;
+    assert_eq!(
+        ws.expect_text("the refresh ack").await,
+        format!(r#"{{"type":"ack","requestId":"r1","expiresAt":{second}}}"#)
+    );
+    // Shorter than the warning period (30 s): warned at once.
+    assert_eq!(
+        ws.expect_text("the expiry warning").await,
+        format!(r#"{{"type":"token_expiring","expiresAt":{second}}}"#)
+    );
+    let (code, _) = ws.expect_close("the 4002 at the second token's exp").await;
+    assert_eq!(code, 4002);
+    let closed_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    assert!(
+        closed_at >= second,
+        "closed at {closed_at}, before the refreshed exp {second}: the refresh did not hold"
+    );
+}

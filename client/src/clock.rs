@@ -30,6 +30,9 @@ pub enum Timer {
     Inactivity,
     /// The cap on one `token_provider()` call.
     TokenProvider,
+    /// The wait until a connected client refreshes its token in place (its expiry
+    /// minus [`refresh_margin`](crate::SignallingClientOptions::refresh_margin)).
+    Refresh,
 }
 
 /// Where the client's policy timers come from.

@@ -46,6 +46,7 @@ events!(
     ServerError,
     GoingAway,
     TokenProviderError,
+    TokenRefreshed,
 );
 
 /// After every successful `welcome`: the first connect and every reconnect.
@@ -209,6 +210,15 @@ pub struct TokenProviderError {
     pub consecutive_failures: u32,
     /// The last error.
     pub error: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+/// The connection's token was replaced in place (`refresh`, acknowledged by the
+/// server) before it expired: no reconnect, subscriptions kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRefreshed {
+    /// The new token's `exp` (unix seconds), `None` if it has none.
+    pub expires_at: Option<u64>,
 }
 
 /// Identifies a registered handler, for [`off`](crate::SignallingClient::off).

@@ -49,6 +49,7 @@ mod error;
 mod events;
 mod link;
 mod options;
+mod refresh;
 mod supervisor;
 mod wire;
 
@@ -60,7 +61,7 @@ pub use error::{
 };
 pub use events::{
     Connected, Direct, Disconnected, Event, EventStream, GoingAway, HandlerId, IceServer, Message,
-    Presence, PresencePeer, ServerError, StateChange, TokenProviderError,
+    Presence, PresencePeer, ServerError, StateChange, TokenProviderError, TokenRefreshed,
 };
 pub use options::{
     CertificateDer, DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions,

@@ -141,6 +141,7 @@ pub struct SignallingClientOptions {
     pub(crate) trusted_certs: Vec<CertificateDer<'static>>,
     pub(crate) web_pki_roots: bool,
     pub(crate) token_provider_timeout: Duration,
+    pub(crate) refresh_margin: Duration,
     pub(crate) reconnect: Option<ReconnectOptions>,
     pub(crate) inactivity_timeout: Duration,
     pub(crate) auto_resubscribe: bool,
@@ -158,6 +159,7 @@ impl Default for SignallingClientOptions {
             trusted_certs: Vec::new(),
             web_pki_roots: true,
             token_provider_timeout: Duration::from_secs(10),
+            refresh_margin: Duration::from_secs(30),
             reconnect: Some(ReconnectOptions::default()),
             inactivity_timeout: Duration::from_secs(60),
             auto_resubscribe: true,
@@ -177,6 +179,7 @@ impl fmt::Debug for SignallingClientOptions {
             .field("trusted_certs", &self.trusted_certs.len())
             .field("web_pki_roots", &self.web_pki_roots)
             .field("token_provider_timeout", &self.token_provider_timeout)
+            .field("refresh_margin", &self.refresh_margin)
             .field("reconnect", &self.reconnect)
             .field("inactivity_timeout", &self.inactivity_timeout)
             .field("auto_resubscribe", &self.auto_resubscribe)
@@ -253,6 +256,19 @@ impl SignallingClientOptions {
     #[must_use]
     pub fn token_provider_timeout(mut self, timeout: Duration) -> Self {
         self.token_provider_timeout = timeout;
+        self
+    }
+
+    /// How long before the token's expiry a connected client with a
+    /// [`token_provider`](Self::token_provider) asks it for a new token and sends it
+    /// as `refresh`, keeping the connection (never earlier than half the token's
+    /// remaining life, so short-lived tokens refresh too). A `token_expiring` warning
+    /// from the server also starts a refresh. If the provider or the server refuses,
+    /// the server closes with 4002 at expiry and the client reconnects with a fresh
+    /// token, as it always has. Default 30 s; zero turns in-place refresh off.
+    #[must_use]
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
         self
     }
 

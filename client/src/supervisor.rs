@@ -22,10 +22,12 @@ use crate::close_code::{self, ABNORMAL, CLIENT_INACTIVITY, Retry};
 use crate::error::{
     ServerRequestError, SignallingConnectError, SignallingError, TokenProviderTimeout,
 };
+use crate::events::TokenRefreshed;
 use crate::events::{
     Connected, Direct, Disconnected, GoingAway, Message, Presence, ServerError, TokenProviderError,
 };
 use crate::link::{Link, Received};
+use crate::refresh::{Refresher, Step};
 use crate::wire::{Frame, Request, Welcome};
 
 /// Frames callers may queue for the socket before `publish().await` waits.
@@ -258,6 +260,8 @@ struct Session {
     outbound: mpsc::Receiver<String>,
     /// Subscribe frames for the auto-resubscribe set, written before anything else.
     resubscribe: Vec<String>,
+    /// When to refresh the token in place (with a token provider).
+    refresher: Refresher,
 }
 
 impl Session {
@@ -310,9 +314,22 @@ impl Session {
             max_message_size: welcome.max_message_size,
             ice_servers: welcome.ice_servers.clone(),
         });
+        let options = &inner.options;
+        let margin = if options.token_provider.is_some() {
+            options.refresh_margin
+        } else {
+            std::time::Duration::ZERO
+        };
+        let refresher = Refresher::new(
+            &*options.clock,
+            margin,
+            welcome.server_time,
+            welcome.expires_at,
+        );
         Some(Self {
             outbound,
             resubscribe,
+            refresher,
         })
     }
 
@@ -356,7 +373,10 @@ impl Session {
                 frame = ws.recv() => {
                     idle = clock.sleep(window, Timer::Inactivity);
                     match frame {
-                        Received::Text(text) => handle_frame(inner, &text),
+                        Received::Text(text) => {
+                            let news = handle_frame(inner, &text, self.refresher.request_id.as_deref());
+                            self.on_refresh_news(inner, news);
+                        }
                         Received::Nothing => {}
                         Received::Closed { code, reason } => return End::Closed { code, reason },
                     }
@@ -369,6 +389,20 @@ impl Session {
                     }
                     None => outbound_open = false,
                 },
+                step = self.refresher.next() => match step {
+                    Step::Due => self.start_refresh(inner),
+                    Step::Fetched(Ok(token)) => {
+                        let request_id = inner.lock().next_request_id();
+                        let frame = Request::Refresh { token: &token, request_id: &request_id }.encode();
+                        self.refresher.request_id = Some(request_id);
+                        if let Err(reason) = ws.send(frame).await {
+                            return End::Closed { code: ABNORMAL, reason };
+                        }
+                    }
+                    Step::Fetched(Err(error)) => {
+                        tracing::warn!(%error, "token refresh: the provider failed; the server closes at expiry and the client reconnects");
+                    }
+                },
                 () = &mut idle, if heartbeat => {
                     let reason = "no frame within the inactivity window";
                     ws.close(CLIENT_INACTIVITY, reason.into()).await;
@@ -379,17 +413,86 @@ impl Session {
     }
 }
 
-/// One text frame from the server.
-fn handle_frame(inner: &Inner, text: &str) {
+impl Session {
+    /// Asks the token provider for the refresh's token (there is one: a session
+    /// without it never schedules a refresh).
+    fn start_refresh(&mut self, inner: &Inner) {
+        let options = &inner.options;
+        if let Some(provider) = &options.token_provider {
+            self.refresher
+                .start(&*options.clock, provider(), options.token_provider_timeout);
+        }
+    }
+
+    /// What the server said about the token: an acked refresh arms the next one; a
+    /// refused one leaves the fallback (the 4002 close, then a reconnect); a warning
+    /// starts a refresh unless one is armed or under way (it only matters when the
+    /// client has none planned: after a refused refresh, or without an expiry).
+    fn on_refresh_news(&mut self, inner: &Inner, news: Option<RefreshNews>) {
+        match news {
+            Some(RefreshNews::Acked(expires_at)) => {
+                self.refresher.request_id = None;
+                tracing::debug!(?expires_at, "token refreshed");
+                self.refresher.schedule(&*inner.options.clock, expires_at);
+                let _emitting = inner.emitting();
+                inner.registry.emit(&TokenRefreshed { expires_at });
+            }
+            Some(RefreshNews::Refused) => {
+                self.refresher.request_id = None;
+                tracing::warn!(
+                    "token refresh refused; the server closes at expiry and the client reconnects"
+                );
+            }
+            Some(RefreshNews::Warned(expires_at)) => {
+                tracing::debug!(expires_at, "the server warned of the token's expiry");
+                if !self.refresher.is_planned()
+                    && inner.options.token_provider.is_some()
+                    && !inner.options.refresh_margin.is_zero()
+                {
+                    self.start_refresh(inner);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// What a frame said about the token refresh.
+enum RefreshNews {
+    /// The `refresh` was acknowledged, with the new expiry.
+    Acked(Option<u64>),
+    /// The `refresh` was refused.
+    Refused,
+    /// The server warned that the token expires at this time (unix seconds).
+    Warned(u64),
+}
+
+/// One text frame from the server. `refresh` is the `requestId` of the refresh in
+/// flight, whose answer is the session's, not a caller's.
+fn handle_frame(inner: &Inner, text: &str, refresh: Option<&str>) -> Option<RefreshNews> {
     let frame = match serde_json::from_str::<Frame>(text) {
         Ok(frame) => frame,
         Err(e) => {
             tracing::warn!(error = %e, frame = %text, "unreadable frame ignored");
-            return;
+            return None;
         }
     };
     let _emitting = inner.emitting();
     match frame {
+        Frame::Ack(ack) if Some(ack.request_id.as_str()) == refresh => {
+            return Some(RefreshNews::Acked(ack.expires_at));
+        }
+        Frame::Error(error)
+            if error.request_id.is_some() && error.request_id.as_deref() == refresh =>
+        {
+            inner.registry.emit(&ServerError {
+                code: error.code,
+                message: error.message,
+                request_id: error.request_id,
+            });
+            return Some(RefreshNews::Refused);
+        }
+        Frame::TokenExpiring(t) => return Some(RefreshNews::Warned(t.expires_at)),
         Frame::Ack(ack) => {
             let pending = inner.lock().pending.remove(&ack.request_id);
             if let Some(reply) = pending.and_then(|p| p.reply) {
@@ -446,4 +549,5 @@ fn handle_frame(inner: &Inner, text: &str) {
             tracing::debug!(frame = %text, "frame ignored");
         }
     }
+    None
 }

@@ -36,6 +36,11 @@ pub(crate) enum Request<'a> {
         #[serde(rename = "requestId")]
         request_id: &'a str,
     },
+    Refresh {
+        token: &'a str,
+        #[serde(rename = "requestId")]
+        request_id: &'a str,
+    },
 }
 
 impl Request<'_> {
@@ -56,6 +61,7 @@ pub(crate) enum Frame {
     Direct(DirectFrame),
     Presence(PresenceFrame),
     GoingAway(GoingAwayFrame),
+    TokenExpiring(TokenExpiringFrame),
     #[serde(other)]
     Unknown,
 }
@@ -78,6 +84,15 @@ pub(crate) struct Welcome {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Ack {
     pub(crate) request_id: String,
+    /// Only a `refresh`'s ack says it: the new token's expiry.
+    #[serde(default)]
+    pub(crate) expires_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TokenExpiringFrame {
+    pub(crate) expires_at: u64,
 }
 
 #[derive(Deserialize)]

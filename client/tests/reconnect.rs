@@ -118,6 +118,8 @@ async fn an_expired_token_4002_reconnects_with_a_fresh_token_from_the_provider()
         SignallingClientOptions::new()
             .url(server.url())
             .reconnect(fast())
+            // The fallback when no refresh happens in place (see tests/refresh.rs).
+            .refresh_margin(Duration::ZERO)
             .token_provider(move || {
                 // The first token expires in a second; the next ones in an hour.
                 let secs = if counter.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -161,6 +163,7 @@ async fn a_4001_on_reconnect_stops_the_retries() {
         SignallingClientOptions::new()
             .url(server.url())
             .reconnect(fast())
+            .refresh_margin(Duration::ZERO)
             .token_provider(move || {
                 // A short-lived token, then the backend hands out garbage.
                 let n = counter.fetch_add(1, Ordering::SeqCst);

@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use common::{fast, key_client, next, settings, token, until};
 use serde_json::json;
@@ -116,7 +117,9 @@ async fn over_quic_token_expiry_4002_reconnects_with_a_fresh_token_and_4001_stop
     let server = start().await;
     let options = SignallingClientOptions::new()
         .url(quic_url(&server))
-        .transport(quic_transport(&server));
+        .transport(quic_transport(&server))
+        // The reconnect fallback, not the in-place refresh (client/tests/refresh.rs).
+        .refresh_margin(Duration::ZERO);
     // Tokens that expire in a second, twice; then the backend hands out garbage.
     let (client, calls) = provided(options, |n| match n {
         0 | 1 => token("alice", 1),

@@ -141,6 +141,15 @@ pub struct AuthConfig {
     /// issues its client tokens for `"broadcaster"`); `None` checks only what the
     /// signing key itself requires.
     pub broadcaster_audience: Option<String>,
+    /// How long before its token expires a connection is sent `token_expiring`, so
+    /// it can `refresh` in time; zero turns the warning off. Only dialects with a
+    /// frame for it (JSON) are warned, and only connections that have refreshed
+    /// once, unless [`AuthConfig::refresh_warning_all`] is set: clients that never
+    /// heard of the frame are not sent it.
+    pub refresh_warning: Duration,
+    /// Warn every JSON connection, not only those that have sent a `refresh`: for
+    /// deployments whose clients all know `token_expiring`.
+    pub refresh_warning_all: bool,
 }
 
 impl Default for AuthConfig {
@@ -157,6 +166,8 @@ impl Default for AuthConfig {
             auth_timeout: Duration::from_secs(10),
             access_tokens: Vec::new(),
             broadcaster_audience: Some("broadcaster".into()),
+            refresh_warning: Duration::from_secs(30),
+            refresh_warning_all: false,
         }
     }
 }

@@ -54,6 +54,8 @@ fn auth_answers_success_and_requests_before_it_are_unauthenticated() {
     let tok = token("bob", &["news"], &["subscribe"]);
     t.send("b", &auth_frame("3", &tok));
     t.send("b", r#"{"id":4,"method":"ping"}"#);
+    // A second `auth` is a token refresh (here with the same token), answered as
+    // the first: `an_auth_on_an_authenticated_connection_refreshes_its_token`.
     t.send("b", &auth_frame("5", &tok));
     assert_eq!(
         t.transcript(),
@@ -62,7 +64,7 @@ fn auth_answers_success_and_requests_before_it_are_unauthenticated() {
             r#"b <- {"requestId":2,"error":{"code":"Unauthenticated","message":"authenticate first"}}"#,
             r#"b <- {"requestId":3,"result":{"success":true}}"#,
             r#"b <- {"requestId":4,"result":{"timestamp":"2023-11-14T22:13:20.000Z"}}"#,
-            r#"b <- {"requestId":5,"error":{"code":"FailedPrecondition","message":"this connection is already authenticated"}}"#,
+            r#"b <- {"requestId":5,"result":{"success":true}}"#,
         ]
     );
 }
@@ -503,4 +505,70 @@ fn shutdown_closes_broadcaster_connections_with_1001_and_no_notice() {
     assert_eq!(t.hub.shutdown(now, Duration::from_secs(1)), 1);
     t.collect_outputs();
     assert_eq!(t.transcript(), ["b closed 1001 server shutting down"]);
+}
+
+#[test]
+fn an_auth_on_an_authenticated_connection_refreshes_its_token() {
+    let mut t = TestHub::with_config(keyed_config());
+    t.connect("b", Dialect::Broadcaster);
+    let short = |exp: u64, channels: &[&str]| {
+        token_with(json!({
+            "sub": "bob", "aud": "broadcaster", "authorizedChannels": channels,
+            "scope": ["subscribe", "publish"], "exp": exp,
+        }))
+    };
+    t.send(
+        "b",
+        &auth_frame("1", &short(TEST_UNIX + 30, &["news", "sport"])),
+    );
+    t.send(
+        "b",
+        r#"{"id":2,"method":"subscribe","params":{"channel":"news"}}"#,
+    );
+    t.send(
+        "b",
+        r#"{"id":3,"method":"subscribe","params":{"channel":"sport"}}"#,
+    );
+    t.transcript();
+    t.advance(Duration::from_secs(20));
+    // Same peer: accepted, answered as an auth is, the old expiry replaced.
+    t.send("b", &auth_frame("4", &short(TEST_UNIX + 120, &["news"])));
+    assert_eq!(
+        t.transcript(),
+        [r#"b <- {"requestId":4,"result":{"success":true}}"#]
+    );
+    // Another peer's token: refused, the connection keeps its token.
+    let other = token("carol", &["news"], &["subscribe"]);
+    t.send("b", &auth_frame("5", &other));
+    assert_eq!(
+        t.transcript(),
+        [
+            r#"b <- {"requestId":5,"error":{"code":"Unauthenticated","message":"the refresh token is for another peer id"}}"#
+        ]
+    );
+    // Past the first token's exp + leeway: still open; `sport` ended with the
+    // refresh (The Broadcaster has no frame to say so), `news` still delivers.
+    t.advance(Duration::from_secs(20));
+    t.connect("p", Dialect::Broadcaster);
+    t.send(
+        "p",
+        &auth_frame("1", &token("pub", &["news", "sport"], &["publish"])),
+    );
+    t.send(
+        "p",
+        r#"{"id":2,"method":"publish","params":{"channel":"sport","payload":1}}"#,
+    );
+    t.send(
+        "p",
+        r#"{"id":3,"method":"publish","params":{"channel":"news","payload":2}}"#,
+    );
+    let out = t.take("b");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].contains(r#""channel":"news""#), "{out:?}");
+    t.transcript();
+    // The Broadcaster has no expiry warning: the close comes at the new exp + leeway.
+    t.advance(Duration::from_secs(84));
+    assert_eq!(t.transcript(), Vec::<String>::new());
+    t.advance(Duration::from_secs(2));
+    assert_eq!(t.transcript(), ["b closed 4002 token expired"]);
 }

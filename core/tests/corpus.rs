@@ -119,6 +119,10 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             r#"{"type":"auth","token":"a.b.c","requestId":"auth-1"}"#,
         ),
         (
+            "refresh",
+            r#"{"type":"refresh","token":"a.b.c","requestId":"r1"}"#,
+        ),
+        (
             "bad_request_id",
             r#"{"type":"publish","channel":"c","requestId":5}"#,
         ),

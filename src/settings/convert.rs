@@ -76,6 +76,8 @@ impl Settings {
         c.auth.leeway_secs = a.leeway_secs;
         c.auth.require_exp = a.require_exp;
         c.auth.auth_timeout = Duration::from_millis(a.auth_timeout_ms);
+        c.auth.refresh_warning = Duration::from_secs(a.refresh_warning_secs);
+        c.auth.refresh_warning_all = a.refresh_warning_all;
         c.auth.anonymous = a.anonymous.then(Grant::everything);
         c.auth.broadcaster_audience =
             (!a.broadcaster_audience.is_empty()).then(|| a.broadcaster_audience.clone());

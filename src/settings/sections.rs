@@ -225,6 +225,12 @@ pub struct Auth {
     pub access_tokens: Vec<AccessTokenSettings>,
     /// The `aud` a Broadcaster connection's token must name; "" for no such check.
     pub broadcaster_audience: String,
+    /// Seconds before a token's expiry that a JSON connection which has refreshed
+    /// once is sent `token_expiring`; 0 turns the warning off.
+    pub refresh_warning_secs: u64,
+    /// Send `token_expiring` to every JSON connection, not only those that have
+    /// refreshed once (only when all your clients know the frame).
+    pub refresh_warning_all: bool,
 }
 
 impl Default for Auth {
@@ -239,6 +245,8 @@ impl Default for Auth {
             access_token_file: String::new(),
             access_tokens: Vec::new(),
             broadcaster_audience: "broadcaster".into(),
+            refresh_warning_secs: 30,
+            refresh_warning_all: false,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(super) use super::grants::{Grants, Origin};
-use super::{Conn, Event, Hub, Timer, instant_at_unix};
+use super::{Conn, Event, Hub, Timer};
 use crate::access::{AccessError, AccessTable, Presented};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::config::{Config, ConfigError};
@@ -31,14 +31,14 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         match self {
             Self::Jwt(e) => e.reason(),
             Self::Access(e) => e.reason(),
         }
     }
 
-    fn is_expired(&self) -> bool {
+    pub(super) fn is_expired(&self) -> bool {
         match self {
             Self::Jwt(e) => e.is_expired(),
             Self::Access(e) => *e == AccessError::Expired,
@@ -214,7 +214,7 @@ impl Hub {
     /// [`Hub::verify`], plus the configured Broadcaster audience for a Broadcaster
     /// connection's JWT. Access tokens carry no audience: the server issued them for
     /// itself, so they pass as they are.
-    fn verify_for(&self, conn: ConnId, token: &str) -> Result<Arc<Grants>, Refusal> {
+    pub(super) fn verify_for(&self, conn: ConnId, token: &str) -> Result<Arc<Grants>, Refusal> {
         let grants = self.verify(conn, token)?;
         if let (true, Some(aud), Some(verifier), Origin::Token(_)) = (
             self.codec(conn).abilities().needs_audience,
@@ -243,7 +243,12 @@ impl Hub {
 
     /// Makes `conn` authenticated: binds its tenant and (when known) its peer id, arms
     /// the expiry timer and, for the JSON dialect, sends `welcome`.
-    fn authenticate(&mut self, conn: ConnId, grants: Arc<Grants>, request_id: Option<&RequestId>) {
+    pub(super) fn authenticate(
+        &mut self,
+        conn: ConnId,
+        grants: Arc<Grants>,
+        request_id: Option<&RequestId>,
+    ) {
         // Whatever was armed (auth deadline, an earlier token's expiry) is replaced.
         self.timers.disarm(conn);
         let place = self.dir.place(conn);
@@ -291,18 +296,7 @@ impl Hub {
         {
             return;
         }
-        if let Some(exp) = grants.expires_at {
-            let unix = self.unix_ms(self.now);
-            // A JWT's `exp` comes from another machine's clock: it gets the leeway, as
-            // at verification. An access token's expiry is this server's own: exact,
-            // as at connect.
-            let leeway = match grants.origin {
-                Origin::Token(_) => self.config.auth.leeway_secs,
-                _ => 0,
-            };
-            let at = instant_at_unix(self.now, unix, exp.saturating_add(leeway));
-            self.arm(at, Timer::TokenExpiry(conn));
-        }
+        self.arm_expiry(conn, &grants);
         self.event(Event::Authenticated {
             conn,
             peer: peer.clone(),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::Hub;
 use super::auth::AuthState;
+use super::timers::Timer;
 
 impl Hub {
     /// Panics with a description if the hub's state is inconsistent. Cheap enough to
@@ -28,6 +29,17 @@ impl Hub {
                 assert!(
                     self.timers.of(conn).is_some(),
                     "{conn} waits for credentials without an auth deadline"
+                );
+            }
+            if let AuthState::Ready(g) = &c.auth
+                && g.expires_at.is_some()
+            {
+                assert!(
+                    matches!(
+                        self.timers.armed(conn),
+                        Some((_, Timer::TokenExpiry(_) | Timer::TokenWarning(..)))
+                    ),
+                    "{conn}'s token expires but neither its warning nor its close is armed"
                 );
             }
         }

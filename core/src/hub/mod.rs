@@ -32,6 +32,7 @@ mod invariants;
 mod limits;
 mod membership;
 mod pubsub;
+mod refresh;
 mod rooms;
 mod shared_history;
 mod timers;
@@ -92,6 +93,9 @@ struct Conn {
     origin: Option<Box<str>>,
     /// Whether this connection counts against its tenant's cap (once authenticated).
     counted_tenant: bool,
+    /// It has sent a token refresh, so it knows the refresh vocabulary and is sent
+    /// `token_expiring` (see `AuthConfig::refresh_warning_all` for the others).
+    refreshes: bool,
 }
 
 /// How a peer's connection leaves a channel, for what the other members are told.
@@ -172,6 +176,7 @@ impl Hub {
                 ip,
                 origin: open.origin.map(String::into_boxed_str),
                 counted_tenant: false,
+                refreshes: false,
             },
         );
         let tenant = TenantId::new(&self.config.default_tenant);
@@ -266,6 +271,10 @@ impl Hub {
                 let unix_ms = self.unix_ms(self.now);
                 self.answer(conn, p.request_id.as_ref(), Answer::Pong { unix_ms });
             }
+            Command::Refresh(a) => self.on_refresh(conn, a),
+            Command::Auth(a) if self.codec(conn).abilities().auth_refreshes => {
+                self.on_refresh(conn, a);
+            }
             Command::Auth(a) => self.refuse_request(
                 conn,
                 ErrorCode::AlreadyAuthenticated,
@@ -290,7 +299,7 @@ impl Hub {
     }
 
     /// Lets time pass: fires every timer due at or before `now` (auth deadlines,
-    /// token expiry) and ages out channel history.
+    /// token expiry warnings, token expiry) and ages out channel history.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
         while let Some(timer) = self.timers.pop_due(self.now) {
@@ -300,9 +309,8 @@ impl Hub {
                     CloseCode::INVALID_TOKEN,
                     "no credentials within the auth timeout",
                 ),
-                Timer::TokenExpiry(conn) => {
-                    self.close(conn, CloseCode::TOKEN_EXPIRED, "token expired");
-                }
+                Timer::TokenWarning(conn, close_at) => self.warn_expiry(conn, close_at),
+                Timer::TokenExpiry(conn) => self.expire(conn),
             }
         }
         self.history.expire(self.now);
@@ -476,7 +484,7 @@ fn request_id(command: &Command) -> Option<&RequestId> {
         Command::Unsubscribe(c) => c.request_id.as_ref(),
         Command::Publish(c) => c.request_id.as_ref(),
         Command::Send(c) => c.request_id.as_ref(),
-        Command::Auth(c) => c.request_id.as_ref(),
+        Command::Auth(c) | Command::Refresh(c) => c.request_id.as_ref(),
         Command::Ping(c) => c.request_id.as_ref(),
         _ => None,
     }

@@ -12,19 +12,24 @@ pub(super) enum Timer {
     AuthDeadline(ConnId),
     /// The connection's token expires then.
     TokenExpiry(ConnId),
+    /// The connection is warned then that its token expires at the instant this
+    /// carries; firing sends the warning and arms the [`Timer::TokenExpiry`].
+    TokenWarning(ConnId, Instant),
 }
 
 impl Timer {
     fn conn(self) -> ConnId {
         match self {
-            Self::AuthDeadline(c) | Self::TokenExpiry(c) => c,
+            Self::AuthDeadline(c) | Self::TokenExpiry(c) | Self::TokenWarning(c, _) => c,
         }
     }
 }
 
 /// The hub's timers. A connection has at most one armed (it waits for credentials,
-/// or its credentials expire); arming another replaces it. Both indexes are private
-/// to this type, so they cannot drift apart.
+/// it is to be warned of its token's expiry, or its credentials expire); arming
+/// another replaces it, so warn-then-expire is two timers in turn, the warning's
+/// carrying the expiry's instant. Both indexes are private to this type, so they
+/// cannot drift apart.
 #[derive(Debug, Default)]
 pub(super) struct Timers {
     by_time: BTreeSet<(Instant, Timer)>,
@@ -74,8 +79,14 @@ impl Timers {
         self.by_conn.get(&conn).map(|(at, _)| *at)
     }
 
-    /// Panics if the two indexes disagree, or a timer belongs to a connection that
-    /// is not `live`.
+    /// The armed timer of `conn` and what it is, for the invariant checker.
+    #[cfg(any(test, feature = "testing"))]
+    pub(super) fn armed(&self, conn: ConnId) -> Option<(Instant, Timer)> {
+        self.by_conn.get(&conn).copied()
+    }
+
+    /// Panics if the two indexes disagree, a timer belongs to a connection that is
+    /// not `live`, or a warning is not strictly before the expiry it announces.
     #[cfg(any(test, feature = "testing"))]
     pub(super) fn check(&self, live: impl Fn(ConnId) -> bool) {
         for conn in self.by_conn.keys() {
@@ -87,6 +98,12 @@ impl Timers {
             "timer indexes differ in size"
         );
         for &(at, timer) in &self.by_time {
+            if let Timer::TokenWarning(conn, expires) = timer {
+                assert!(
+                    at < expires,
+                    "the expiry warning of {conn} is not before it"
+                );
+            }
             assert_eq!(
                 self.by_conn.get(&timer.conn()),
                 Some(&(at, timer)),

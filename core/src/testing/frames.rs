@@ -29,6 +29,10 @@ pub(crate) enum Seen {
     Welcome(String),
     /// JSON `ack`, with the request id literal.
     Ack(String),
+    /// JSON `token_expiring`.
+    TokenExpiring,
+    /// JSON `error` naming a `channel`: a subscription the refreshed grants ended.
+    Ended(String),
     /// JSON `message`.
     Message {
         channel: String,
@@ -79,6 +83,7 @@ struct JsonFrame<'a> {
     count: Option<usize>,
     snapshot: Option<bool>,
     truncated: Option<bool>,
+    expires_at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +164,21 @@ fn parse_json(frame: &Bytes) -> Seen {
     match f.kind.as_str() {
         "welcome" => Seen::Welcome(f.peer_id.expect("welcome has peerId")),
         "ack" => Seen::Ack(f.request_id.expect("ack has requestId").get().to_owned()),
-        "error" => Seen::Error(f.code.expect("error has code")),
+        "error" => match f.channel {
+            Some(channel) => {
+                assert_eq!(
+                    f.code.as_deref(),
+                    Some("channel_not_authorized"),
+                    "{frame:?}"
+                );
+                Seen::Ended(channel)
+            }
+            None => Seen::Error(f.code.expect("error has code")),
+        },
+        "token_expiring" => {
+            assert!(f.expires_at.is_some(), "token_expiring without expiresAt");
+            Seen::TokenExpiring
+        }
         "message" => Seen::Message {
             channel: f.channel.expect("message has channel"),
             from: f.from.expect("message has from"),

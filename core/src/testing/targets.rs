@@ -91,7 +91,7 @@ pub fn json_decode(data: &[u8]) {
             check_rid(&s.request_id);
             is_json(&s.data);
         }
-        Ok(Command::Auth(a)) => check_rid(&a.request_id),
+        Ok(Command::Auth(a) | Command::Refresh(a)) => check_rid(&a.request_id),
         Ok(other) => panic!("the JSON codec produced {other:?}"),
         Err(DecodeError::Malformed { request_id, .. }) => check_rid(&request_id),
         Err(_) => {}

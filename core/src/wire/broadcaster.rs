@@ -238,7 +238,12 @@ pub(crate) fn result(request_id: &RequestId, answer: Answer<'_>) -> Bytes {
     put_request_id(&mut out, Some(request_id));
     out.put_slice(b",\"result\":");
     match answer {
-        Answer::Success | Answer::Positioned { .. } => out.put_slice(b"{\"success\":true}"),
+        // The Broadcaster's `auth` answer has no room for an expiry: a refresh is
+        // answered as an `auth` is. It has no recovery: a subscribe's position is
+        // not news to it.
+        Answer::Success | Answer::Refreshed { .. } | Answer::Positioned { .. } => {
+            out.put_slice(b"{\"success\":true}");
+        }
         Answer::Subscribed {
             subscription_id,
             unix_ms,
@@ -352,6 +357,8 @@ impl Codec for Broadcaster {
             binds_by_announce: false,
             needs_audience: true,
             subscription_ids: true,
+            auth_refreshes: true,
+            warns_expiry: false,
         }
     }
 

@@ -89,6 +89,23 @@ pub(crate) trait Codec: fmt::Debug + Sync {
     fn going_away(&self, _retry_after_ms: u64) -> Option<Bytes> {
         None
     }
+
+    /// The warning that the connection's token expires at `expires_at` (unix
+    /// seconds) unless it refreshes; `None` where the dialect has no such frame.
+    fn token_expiring(&self, _expires_at: u64) -> Option<Bytes> {
+        None
+    }
+
+    /// The notice that a subscription to `channel` ended because the connection's
+    /// new grants no longer allow it; `None` where the dialect cannot say it.
+    fn subscription_ended(
+        &self,
+        _channel: &str,
+        _code: ErrorCode,
+        _message: &str,
+    ) -> Option<Bytes> {
+        None
+    }
 }
 
 /// What a dialect can express, for the routing rules that depend on it.
@@ -118,6 +135,11 @@ pub(crate) struct Abilities {
     pub(crate) needs_audience: bool,
     /// A `subscribe` is answered with a subscription id.
     pub(crate) subscription_ids: bool,
+    /// An `auth` on an authenticated connection is a token refresh (dialects with
+    /// no `refresh` of their own); otherwise it is refused `already_authenticated`.
+    pub(crate) auth_refreshes: bool,
+    /// The dialect has a frame warning that the token is about to expire.
+    pub(crate) warns_expiry: bool,
 }
 
 /// The frame a dialect writes for one message.
@@ -162,6 +184,12 @@ pub(crate) enum Answer<'a> {
         position: Option<(u64, &'a str)>,
         /// `Some` when the subscribe asked to recover.
         recovered: Option<bool>,
+    },
+    /// A token refresh (JSON `refresh`, a Broadcaster `auth` on an authenticated
+    /// connection): the new token's expiry.
+    Refreshed {
+        /// Unix seconds; `None` when the new credentials do not expire.
+        expires_at: Option<u64>,
     },
 }
 

@@ -1,8 +1,8 @@
 //! The JSON dialect (Metered-style): one JSON object per frame, with a `type`.
 //!
-//! Client → server: `subscribe`, `unsubscribe`, `publish`, `send`, `auth`.
+//! Client → server: `subscribe`, `unsubscribe`, `publish`, `send`, `auth`, `refresh`.
 //! Server → client: `welcome`, `ack`, `error`, `message`, `direct`, `presence`,
-//! `going_away`. Field names are camelCase. `data` is kept as the exact bytes the
+//! `going_away`, `token_expiring`. Field names are camelCase. `data` is kept as the exact bytes the
 //! publisher sent and spliced into each delivery: it is never parsed or re-serialised.
 
 use std::borrow::Cow;
@@ -145,6 +145,15 @@ pub(crate) fn decode(frame: Bytes) -> Result<Command, DecodeError> {
             ),
             request_id,
         }),
+        "refresh" => Command::Refresh(Auth {
+            token: Secret(
+                inbound
+                    .token
+                    .ok_or_else(|| fail("missing \"token\""))?
+                    .into_owned(),
+            ),
+            request_id,
+        }),
         _ => return Err(fail("unknown \"type\"")),
     })
 }
@@ -241,6 +250,34 @@ pub(crate) fn welcome(w: &Welcome<'_>) -> Bytes {
 
 pub(crate) fn ack(request_id: &RequestId) -> Bytes {
     Writer::new("ack").request_id(Some(request_id)).finish()
+}
+
+/// The `ack` of a `refresh`: the new token's expiry (`null`: none).
+pub(crate) fn refreshed(request_id: &RequestId, expires_at: Option<u64>) -> Bytes {
+    let out = Writer::new("ack").request_id(Some(request_id));
+    match expires_at {
+        Some(exp) => out.num_field("expiresAt", exp),
+        None => out.raw_field("expiresAt", b"null"),
+    }
+    .finish()
+}
+
+/// `token_expiring`: the connection's token expires at `expiresAt` (unix seconds);
+/// `refresh` before then (plus the server's leeway) or be closed 4002.
+pub fn token_expiring(expires_at: u64) -> Bytes {
+    Writer::new("token_expiring")
+        .num_field("expiresAt", expires_at)
+        .finish()
+}
+
+/// An `error` that ends a subscription the connection's new grants no longer
+/// allow: like any error, plus the `channel` it names (and no `requestId`).
+pub(crate) fn subscription_ended(channel: &str, code: &str, message: &str) -> Bytes {
+    Writer::new("error")
+        .str_field("code", code)
+        .str_field("message", message)
+        .str_field("channel", channel)
+        .finish()
 }
 
 pub(crate) fn error(code: &str, message: &str, request_id: Option<&RequestId>) -> Bytes {
@@ -400,6 +437,8 @@ impl Codec for Json {
             binds_by_announce: false,
             needs_audience: false,
             subscription_ids: false,
+            auth_refreshes: false,
+            warns_expiry: true,
         }
     }
 
@@ -411,16 +450,26 @@ impl Codec for Json {
         error(code.as_str(), message, request_id)
     }
 
-    /// Every success is a bare `ack`, except a subscribe's to a channel with a
-    /// history (or that asked to recover), which says where the stream stands.
+    /// Every success is a bare `ack`, except a `refresh`'s, which says the new
+    /// expiry, and a subscribe's to a channel with a history (or that asked to
+    /// recover), which says where the stream stands.
     fn answer(&self, request_id: &RequestId, answer: Answer<'_>) -> Option<Bytes> {
         Some(match answer {
+            Answer::Refreshed { expires_at } => refreshed(request_id, expires_at),
             Answer::Positioned {
                 position,
                 recovered,
             } => positioned_ack(request_id, position, recovered),
             _ => ack(request_id),
         })
+    }
+
+    fn token_expiring(&self, expires_at: u64) -> Option<Bytes> {
+        Some(token_expiring(expires_at))
+    }
+
+    fn subscription_ended(&self, channel: &str, code: ErrorCode, message: &str) -> Option<Bytes> {
+        Some(subscription_ended(channel, code.as_str(), message))
     }
 
     fn welcome(&self, w: &Welcome<'_>) -> Option<Bytes> {

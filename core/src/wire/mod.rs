@@ -110,6 +110,9 @@ pub enum Command {
     Send(DirectSend),
     /// In-band credentials.
     Auth(Auth),
+    /// A new token for an authenticated connection (JSON `refresh`): same peer and
+    /// tenant, new expiry and grants, no reconnect.
+    Refresh(Auth),
     /// A keepalive that asks for the server's time (The Broadcaster's `ping`).
     Ping(Ping),
 }

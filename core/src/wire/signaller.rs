@@ -406,6 +406,8 @@ impl Codec for Signaller {
             binds_by_announce: true,
             needs_audience: false,
             subscription_ids: false,
+            auth_refreshes: false,
+            warns_expiry: false,
         }
     }
 

@@ -9,6 +9,7 @@ mod history;
 mod limits;
 mod presence;
 mod pubsub;
+mod refresh;
 
 use switchyard_core::Dialect;
 use switchyard_core::testing::{TEST_UNIX, TestHub, keyed_config, token_for};

@@ -14,7 +14,9 @@ use crate::token::Permissions;
 use crate::wire::Command;
 
 /// Refusal codes, for the coverage counts.
-const REFUSALS: [&str; 18] = [
+const REFUSALS: [&str; 20] = [
+    "refused: invalid_token",
+    "refused: token_expired",
     "refused: invalid_message",
     "refused: unauthenticated",
     "refused: already_authenticated",
@@ -71,6 +73,18 @@ impl Run {
                 return;
             }
         }
+        if code != "over_message_rate"
+            && let Some(token) = self.refresh_token(idx, cmd)
+        {
+            let want = self.refresh_refusal(idx, &token);
+            self.check(
+                want == Some(code),
+                format!("#{idx}'s refresh refused with {code}, model {want:?}"),
+            );
+            self.coverage.add("refused");
+            self.coverage.add("refused refresh");
+            return;
+        }
         let c = &self.conns[idx];
         let channel = match cmd {
             Command::Subscribe(s) => Some(s.channel.as_str()),
@@ -102,7 +116,7 @@ impl Run {
                 Command::Unsubscribe(u) => broadcaster && !c.subs.contains_key(&u.channel),
                 _ => false,
             },
-            "already_authenticated" => !pending && matches!(cmd, Command::Auth(_)),
+            "already_authenticated" => !pending && !broadcaster && matches!(cmd, Command::Auth(_)),
             "not_in_room" => c.room.is_none() || c.peer.is_none(),
             "action_not_permitted" => perm.is_some_and(|p| !c.can(p)),
             "channel_not_authorized" => channel
@@ -140,7 +154,11 @@ impl Run {
             Command::Unsubscribe(_) => "accepted unsubscribe",
             Command::Publish(_) => "accepted publish",
             Command::Send(_) => "accepted send",
+            Command::Auth(_) if !matches!(self.conns[idx].auth, Auth::Pending { .. }) => {
+                "accepted refresh"
+            }
             Command::Auth(_) => "accepted auth",
+            Command::Refresh(_) => "accepted refresh",
             Command::Ping(_) => "accepted ping",
         });
         let pending = matches!(self.conns[idx].auth, Auth::Pending { .. });
@@ -179,11 +197,14 @@ impl Run {
                 )),
             }
         }
+        if let Some(token) = self.refresh_token(idx, &cmd) {
+            return self.refreshed(idx, &token, request_id(&cmd), fx);
+        }
         let c = &self.conns[idx];
         let peer = c.peer.clone();
         let tenant = c.tenant.clone();
         match cmd {
-            Command::Auth(_) => self.fail("a second auth was accepted"),
+            Command::Auth(_) | Command::Refresh(_) => self.fail("a second auth was accepted"),
             Command::Ping(p) => {
                 self.check(
                     c.dialect == Dialect::Broadcaster,
@@ -320,7 +341,7 @@ impl Run {
                     c.patterns.remove(&u.channel);
                 } else if c.subs.remove(&u.channel).is_some() {
                     c.views.remove(&u.channel);
-                    fx.unsubscribed = Some((tenant, u.channel));
+                    fx.unsubscribed.push((tenant, u.channel));
                 }
                 if let Some(rid) = &u.request_id {
                     fx.expect(idx, Exp::Ack(rid.as_json().to_owned()));
@@ -377,5 +398,93 @@ impl Run {
                 }
             }
         }
+    }
+}
+
+/// The request id of an `auth` or `refresh`.
+fn request_id(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::Auth(a) | Command::Refresh(a) => {
+            a.request_id.as_ref().map(|r| r.as_json().to_owned())
+        }
+        _ => None,
+    }
+}
+
+impl Run {
+    /// The token of a refresh: a JSON `refresh`, or a Broadcaster `auth` on an
+    /// authenticated connection.
+    fn refresh_token(&self, idx: usize, cmd: &Command) -> Option<String> {
+        let c = &self.conns[idx];
+        let ready = matches!(c.auth, Auth::Ready { .. });
+        match cmd {
+            Command::Refresh(a) if ready => Some(a.token.0.clone()),
+            Command::Auth(a) if ready && c.dialect == Dialect::Broadcaster => {
+                Some(a.token.0.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// The code a refresh with `token` must be refused with, or `None` if it must be
+    /// accepted: valid now, a token like the connection's own, same peer and tenant.
+    fn refresh_refusal(&self, idx: usize, token: &str) -> Option<&'static str> {
+        let c = &self.conns[idx];
+        match self.verdict(token) {
+            Err(4002) => Some("token_expired"),
+            Err(_) => Some("invalid_token"),
+            // Only token connections have an expiry in the model (keys and the
+            // anonymous grant have none), and only they may refresh with a token.
+            Ok(info)
+                if !matches!(
+                    c.auth,
+                    Auth::Ready {
+                        expiry: Some(_),
+                        ..
+                    }
+                ) || c.peer.as_deref() != Some(info.sub.as_str())
+                    || c.tenant != info.tenant =>
+            {
+                Some("invalid_token")
+            }
+            Ok(_) => None,
+        }
+    }
+
+    /// An accepted refresh: new grants and expiry (and warning), the ack, and every
+    /// exact subscription the new grants no longer allow ended with an error naming
+    /// it. Which patterns end is the hub's `covers` rule, which the model does not
+    /// replay: it takes them from the frames, checking each was held.
+    fn refreshed(&mut self, idx: usize, token: &str, rid: Option<String>, fx: &mut Effects) {
+        if let Some(code) = self.refresh_refusal(idx, token) {
+            self.fail(format!("#{idx}'s refresh was accepted, model says {code}"));
+        }
+        let info = self.verdict(token).expect("checked");
+        self.conns[idx].refreshes = true;
+        self.authenticate_token(idx, &info);
+        if let Some(rid) = rid {
+            fx.expect(idx, Exp::Ack(rid));
+        }
+        let c = &self.conns[idx];
+        let json = c.dialect == Dialect::Json;
+        let can = c.can(Permissions::SUBSCRIBE);
+        let ended: Vec<String> = c
+            .subs
+            .keys()
+            .filter(|ch| !can || !info.grants.allows(ch))
+            .cloned()
+            .collect();
+        let tenant = c.tenant.clone();
+        for channel in ended {
+            self.coverage.add("subscription ended by a refresh");
+            let c = &mut self.conns[idx];
+            c.subs.remove(&channel);
+            c.views.remove(&channel);
+            if json {
+                fx.expect(idx, Exp::Ended(channel.clone()));
+            }
+            fx.unsubscribed.push((tenant.clone(), channel));
+        }
+        fx.refreshed = Some(idx);
     }
 }

@@ -30,6 +30,9 @@ pub(super) enum Exp {
     Error(String),
     Welcome(Option<String>),
     Ack(String),
+    TokenExpiring,
+    /// A subscription the refreshed grants no longer allow ended.
+    Ended(String),
     /// `data: None` is an rtc-signaller command carried as `{"command":..}`.
     Message {
         channel: String,
@@ -70,6 +73,8 @@ impl Exp {
             (Self::Error(c), Seen::Error(code)) => c == code,
             (Self::Welcome(p), Seen::Welcome(peer)) => p.as_ref().is_none_or(|p| p == peer),
             (Self::Ack(r), Seen::Ack(rid)) => r == rid,
+            (Self::TokenExpiring, Seen::TokenExpiring) => true,
+            (Self::Ended(c), Seen::Ended(ch)) => c == ch,
             (
                 Self::Message {
                     channel,
@@ -143,12 +148,16 @@ pub(super) struct Effects {
     pub(super) exp: BTreeMap<usize, Vec<Exp>>,
     /// The sender's graceful `/leave`: its channel and the frame to forward.
     pub(super) graceful: Option<(Key, Bytes)>,
-    /// A channel the sender unsubscribed from (its leave is not synthetic).
-    pub(super) unsubscribed: Option<Key>,
+    /// Channels the sender unsubscribed from, or a refresh ended (its leave is not
+    /// synthetic).
+    pub(super) unsubscribed: Vec<Key>,
     /// A peer whose presence was (re)announced in a channel without joining it.
     pub(super) announced: Option<(Key, String)>,
     /// The sender subscribed with presence and must get a snapshot.
     pub(super) snapshot: Option<(usize, String)>,
+    /// The sender refreshed its token: the pattern subscriptions the hub ended are
+    /// read from its frames.
+    pub(super) refreshed: Option<usize>,
 }
 
 impl Effects {
@@ -240,6 +249,9 @@ impl Run {
         mut obs: Observed,
         mut fx: Effects,
     ) {
+        if let Some(idx) = fx.refreshed {
+            self.patterns_ended(idx, &obs, &mut fx);
+        }
         let after = self.membership();
         let mut lefts = Vec::new();
         let mut chain: Vec<&Membership> = vec![before];
@@ -252,7 +264,7 @@ impl Run {
                     self.coverage.add("departure");
                     let graceful = fx.graceful.as_ref().filter(|(k, _)| *k == key);
                     let frame = graceful.map_or_else(|| synthetic_leave(&p), |(_, f)| f.clone());
-                    let quiet = graceful.is_some() || fx.unsubscribed.as_ref() == Some(&key);
+                    let quiet = graceful.is_some() || fx.unsubscribed.contains(&key);
                     lefts.push((p.clone(), key.1.clone(), !quiet));
                     for &m in remaining.keys() {
                         if self.conns[m].dialect == Dialect::Signaller {
@@ -342,6 +354,32 @@ impl Run {
                 self.hub.poll_timeout().map(|t| t - self.start),
                 next.map(|t| t - self.start)
             ),
+        );
+    }
+
+    /// After a refresh: the patterns the hub ended (each one the connection held)
+    /// leave the model too; without the subscribe permission none may stay.
+    fn patterns_ended(&mut self, idx: usize, obs: &Observed, fx: &mut Effects) {
+        let held = &self.conns[idx].patterns;
+        let ended: Vec<String> = obs
+            .sends
+            .get(&idx)
+            .into_iter()
+            .flatten()
+            .filter_map(|(s, _)| match s {
+                Seen::Ended(ch) if held.contains_key(ch) => Some(ch.clone()),
+                _ => None,
+            })
+            .collect();
+        for ch in ended {
+            self.conns[idx].patterns.remove(&ch);
+            fx.expect(idx, Exp::Ended(ch));
+            self.coverage.add("pattern ended by a refresh");
+        }
+        let c = &self.conns[idx];
+        self.check(
+            c.can(crate::token::Permissions::SUBSCRIBE) || c.patterns.is_empty(),
+            format!("#{idx} kept patterns after a refresh without subscribe"),
         );
     }
 }

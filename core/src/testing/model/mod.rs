@@ -145,6 +145,9 @@ pub fn run_config(variant: u8) -> Config {
         },
     }];
     config.auth.auth_timeout = Duration::from_secs(3);
+    // Shorter than a short-lived token's 20 s, so a refreshed one is warned on time.
+    config.auth.refresh_warning = Duration::from_secs(10);
+    config.auth.refresh_warning_all = variant & 0x40 != 0;
     config
 }
 

@@ -8,7 +8,7 @@ use super::state::Auth;
 use super::{GARBAGE_TOKEN, GOLDEN, Run};
 use crate::Dialect;
 use crate::testing::ops::{
-    CHANNELS, DATA, FrameSpec, PATTERNS, PEERS, SIGNAL_ARGS, SIGNALS, TokenSpec,
+    CHANNELS, DATA, Expiry, FrameSpec, PATTERNS, PEERS, SIGNAL_ARGS, SIGNALS, TENANTS, TokenSpec,
 };
 
 impl Run {
@@ -55,6 +55,12 @@ impl Run {
         let token = match (token, pending && kind % 4 != 3) {
             (Some(spec), _) => Some(self.mint(&spec)),
             (None, true) => Some(self.mint(&TokenSpec::full(a))),
+            // An authenticated connection's `auth` (a Broadcaster refresh) or
+            // `refresh` mostly carries a token for its own peer and tenant, with
+            // other grants and expiries, so that refreshes get through.
+            (None, false) if (json || broadcaster) && kind % 16 >= 14 => {
+                self.refresh_spec(idx, a, b).map(|s| self.mint(&s))
+            }
             (None, false) => None,
         };
         let c = &self.conns[idx];
@@ -155,6 +161,11 @@ impl Run {
                 11..14 => {
                     let to = quoted(&any_peer(a));
                     format!(r#"{{"type":"send","to":{to}{data}{rid}}}"#)
+                }
+                // Authenticated: mostly a `refresh`, sometimes a (refused) `auth`.
+                14 | 15 if b & 3 != 3 => {
+                    let t = token.unwrap_or_else(|| GARBAGE_TOKEN.to_owned());
+                    format!(r#"{{"type":"refresh","token":"{t}"{rid}}}"#)
                 }
                 _ => {
                     let t = token.unwrap_or_else(|| GARBAGE_TOKEN.to_owned());
@@ -289,6 +300,31 @@ impl Run {
             }
         };
         format!(r#"{{"id":{id},"method":"{method}","params":{params}}}"#).into_bytes()
+    }
+}
+
+impl Run {
+    /// A token spec for a refresh by connection `idx`: its own peer and tenant, the
+    /// grants and expiry `a` and `b` pick (a short-lived one, expiring during the
+    /// run, one time in four). `None` when the peer is not one a token can name.
+    fn refresh_spec(&self, idx: usize, a: u8, b: u8) -> Option<TokenSpec> {
+        let c = &self.conns[idx];
+        let sub = PEERS.iter().position(|p| Some(*p) == c.peer.as_deref())?;
+        let tenant = TENANTS
+            .iter()
+            .position(|t| t.unwrap_or("default") == c.tenant)?;
+        Some(TokenSpec {
+            sub: u8::try_from(sub).expect("few peers"),
+            grants: a % 5,
+            perms: if a & 0x80 != 0 { (a >> 3) & 15 } else { 15 },
+            tenant: u8::try_from(tenant).expect("few tenants"),
+            metadata: b % 3,
+            exp: if b & 0x30 == 0 {
+                Expiry::Soon
+            } else {
+                Expiry::Hour
+            },
+        })
     }
 }
 

@@ -37,6 +37,8 @@ pub(super) enum Auth {
     Ready {
         grants: Grants,
         expiry: Option<Instant>,
+        /// When the `token_expiring` warning is due (before `expiry`), if it is armed.
+        warn: Option<Instant>,
     },
 }
 
@@ -60,6 +62,8 @@ pub(super) struct Conn {
     pub(super) subs: BTreeMap<String, Sub>,
     pub(super) patterns: BTreeMap<String, bool>,
     pub(super) views: BTreeMap<String, View>,
+    /// It has refreshed its token once, so it is warned before expiry.
+    pub(super) refreshes: bool,
 }
 
 impl Conn {
@@ -77,7 +81,7 @@ impl Conn {
     pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.auth {
             Auth::Pending { deadline } => Some(*deadline),
-            Auth::Ready { expiry, .. } => *expiry,
+            Auth::Ready { expiry, warn, .. } => warn.or(*expiry),
         }
     }
 }

@@ -63,6 +63,7 @@ impl Run {
             subs: BTreeMap::new(),
             patterns: BTreeMap::new(),
             views: BTreeMap::new(),
+            refreshes: false,
         });
         self.trace.push(format!("  opened #{idx} = {id}"));
         let obs = self.drain();
@@ -198,9 +199,26 @@ impl Run {
             c.alive = alive;
         }
         stages.pop();
+        let mut warned = Effects::default();
         for idx in 0..self.conns.len() {
             let c = &self.conns[idx];
             if !c.alive {
+                continue;
+            }
+            if let Auth::Ready { warn: Some(at), .. } = c.auth
+                && at <= now
+            {
+                // The warning fires; the close is armed after it.
+                let got = obs.closes.get(&idx).map(|c| c.0);
+                self.check(
+                    got.is_none(),
+                    format!("#{idx} closed {got:?} at its warning"),
+                );
+                if let Auth::Ready { warn, .. } = &mut self.conns[idx].auth {
+                    *warn = None;
+                }
+                warned.expect(idx, Exp::TokenExpiring);
+                self.coverage.add("token warning");
                 continue;
             }
             let due = c.deadline().is_some_and(|d| d <= now);
@@ -219,7 +237,7 @@ impl Run {
                 self.coverage.add("timer close");
             }
         }
-        self.settle_staged(&before, stages, obs, Effects::default());
+        self.settle_staged(&before, stages, obs, warned);
         self.check(
             self.hub.poll_timeout().is_none_or(|t| t > now),
             "poll_timeout did not move past handle_timeout's now",

@@ -112,6 +112,7 @@ impl Run {
         c.auth = Auth::Ready {
             grants,
             expiry: None,
+            warn: None,
         };
         c.tenant = tenant.to_owned();
         c.peer = peer;
@@ -127,8 +128,25 @@ impl Run {
             &info.tenant,
             Some(info.sub.clone()),
         );
-        if let Auth::Ready { expiry: e, .. } = &mut self.conns[idx].auth {
+        // The hub warns JSON connections that refreshed (or all of them, when so
+        // configured) `refresh_warning` before `exp`, at once if that has passed.
+        let auth = &self.config.auth;
+        let c = &self.conns[idx];
+        let warned = !auth.refresh_warning.is_zero()
+            && c.dialect == crate::Dialect::Json
+            && (auth.refresh_warning_all || c.refreshes);
+        let exp_ms = (info.exp.expect("checked") * 1000).saturating_sub(TEST_UNIX_MS);
+        let warn_at = (self.start + Duration::from_millis(exp_ms))
+            .checked_sub(auth.refresh_warning)
+            .unwrap_or(self.now)
+            .max(self.now);
+        let warn = (warned && warn_at < expiry).then_some(warn_at);
+        if let Auth::Ready {
+            expiry: e, warn: w, ..
+        } = &mut self.conns[idx].auth
+        {
             *e = Some(expiry);
+            *w = warn;
         }
     }
 }

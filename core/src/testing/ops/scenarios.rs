@@ -96,9 +96,37 @@ pub fn scenarios() -> Vec<(&'static str, u8, Vec<Op>)> {
         built(0, publish, 0, 0, 1), // refused: unauthenticated (kind 3 mod 4)
         built(0, auth, 1, 0, 2),
         built(1, announce, 2, 0, 0),
-        built(0, auth, 1, 0, 3), // already authenticated
+        built(0, auth, 1, 3, 3), // already authenticated (b & 3 == 3: not a refresh)
         open(true, Creds::None),
         Op::Advance(Step::AuthTimeout),
+    ];
+    // Refreshes: narrowed grants end a subscription (bob hears the leave), a token
+    // for another peer is refused, a short-lived one is warned 10 s before its exp
+    // and closed 4002 at exp + leeway; a Broadcaster refreshes with `auth`.
+    let refresh_kind = 15;
+    let refresh = vec![
+        open(true, full(0)),                // #0 alice, an hour
+        open(true, full(1)),                // #1 bob
+        open_broadcaster(Creds::None),      // #2
+        built(0, subscribe, 0, 0, 1),       // alice: r1
+        built(1, subscribe, 0, 0, 1),       // bob: r1
+        built(2, auth, 2, 0, 1),            // #2 authenticates as carol
+        built(0, refresh_kind, 4, 0x10, 4), // alice: no channels, an hour: r1 ends
+        Op::Frame {
+            conn: 0,
+            frame: FrameSpec::Built {
+                kind: refresh_kind,
+                a: 0,
+                b: 0,
+                c: 5,
+                token: Some(TokenSpec::full(1)), // bob's token: invalid_token
+            },
+        },
+        built(0, refresh_kind, 0, 0, 6), // alice: every channel, 20 s
+        built(2, auth, 1, 0, 2),         // #2 refreshes (r1, c/*), 20 s
+        Op::Advance(Step::Millis(2000)),
+        Op::Advance(Step::Expiry), // alice warned at +12 s, closed at +27 s
+        Op::Advance(Step::Expiry),
     ];
     let mut flood = vec![open(true, full(0)), open(true, full(1))];
     flood.push(built(1, subscribe, 0, 0, 1));
@@ -161,6 +189,7 @@ pub fn scenarios() -> Vec<(&'static str, u8, Vec<Op>)> {
         ("golden_session", 8, golden_session),
         ("pubsub", 8, pubsub),
         ("in_band_auth", 8, in_band),
+        ("refresh", 8, refresh),
         ("flood", 10, flood),
         ("anonymous", 9, anonymous),
     ]
