@@ -183,7 +183,7 @@ impl PublicKeySettings {
         let algorithm = self
             .algorithm
             .parse::<Algorithm>()
-            .map_err(|e| invalid(e.clone()))?;
+            .map_err(invalid)?;
         let path = &self.public_key_file;
         let pem = std::fs::read(path)
             .map_err(|e| invalid(format!("cannot read public_key_file {path:?}: {e}")))?;
