@@ -180,10 +180,7 @@ impl PublicKeySettings {
     /// The core's key: the PEM file read and checked against the algorithm.
     pub fn to_core(&self) -> Result<SigningKey, SettingsError> {
         let invalid = |why: String| SettingsError::Invalid(format!("key {}: {why}", self.kid));
-        let algorithm = self
-            .algorithm
-            .parse::<Algorithm>()
-            .map_err(invalid)?;
+        let algorithm = self.algorithm.parse::<Algorithm>().map_err(invalid)?;
         let path = &self.public_key_file;
         let pem = std::fs::read(path)
             .map_err(|e| invalid(format!("cannot read public_key_file {path:?}: {e}")))?;

@@ -202,7 +202,7 @@ impl Default for Driver {
 
 /// Authentication.
 ///
-/// Parsed through [`AuthFile`], which sorts the file's `[[auth.keys]]` into
+/// Parsed through `AuthFile`, which sorts the file's `[[auth.keys]]` into
 /// shared-secret [`Auth::keys`] and PEM [`Auth::public_keys`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(try_from = "AuthFile")]
