@@ -398,7 +398,8 @@ fn signing_key(settings: &Settings, kid: Option<&str>) -> Result<SigningKey> {
     let config = settings.core_config()?;
     let key = match kid {
         Some(kid) => config.auth.keys.into_iter().find(|k| k.kid == kid),
-        None => config.auth.keys.into_iter().next(),
+        // Only a shared secret signs: the first one, past any public keys.
+        None => config.auth.keys.into_iter().find(|k| k.algorithm.is_hmac()),
     };
     Ok(key.ok_or("no signing key: pass --config with [[auth.keys]], or set SWITCHYARD_KEY_ID and SWITCHYARD_KEY_SECRET")?)
 }

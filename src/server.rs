@@ -404,7 +404,13 @@ pub fn random_node_id() -> String {
 fn reloadable(settings: &Settings, core: &switchyard_core::Config) -> crate::rest::Reloadable {
     crate::rest::Reloadable {
         keys: settings.api.keys.clone(),
-        signing: core.auth.keys.first().cloned(),
+        // Public keys only verify: the mint endpoint signs with the first secret.
+        signing: core
+            .auth
+            .keys
+            .iter()
+            .find(|k| k.algorithm.is_hmac())
+            .cloned(),
         default_tenant: core.default_tenant.clone(),
         metrics_need_key: settings.api.metrics_require_key,
         access_tokens: core.auth.access_tokens.clone(),

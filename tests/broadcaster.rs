@@ -45,6 +45,7 @@ fn client_token(sub: &str, channels: &[&str], scope: &[&str]) -> String {
         kid: "k1".into(),
         secret: SECRET.as_bytes().to_vec(),
         algorithm: Algorithm::HS256,
+        public_key: None,
         audience: None,
         tenant: None,
     };

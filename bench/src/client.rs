@@ -74,6 +74,7 @@ pub fn parse_key(s: &str) -> Result<SigningKey, String> {
         kid: kid.to_owned(),
         secret: secret.as_bytes().to_vec(),
         algorithm: Algorithm::HS256,
+        public_key: None,
         audience: None,
         tenant: None,
     })

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use switchyard_core::access::AccessToken;
 use switchyard_core::config::{Grant, PublishableKey, Quota};
-use switchyard_core::token::{Algorithm, Permissions, SigningKey};
+use switchyard_core::token::{Algorithm, Jwks, Permissions, PublicKey, SigningKey};
 use switchyard_core::{Config, Dialect};
 use switchyard_transports::ws::Routes;
 use switchyard_transports::{DriverConfig, LineDialect, QuicConfig, TcpConfig, WsConfig};
 
-use super::{AccessTokenSettings, Settings, SettingsError};
+use super::{AccessTokenSettings, Auth, PublicKeySettings, Settings, SettingsError};
 
 impl Settings {
     /// Checks what parsing cannot: addresses, dialect names, and the core's own checks.
@@ -94,11 +94,16 @@ impl Settings {
                             k.kid, k.algorithm
                         ))
                     })?,
+                    public_key: None,
                     audience: k.audience.clone(),
                     tenant: k.tenant.clone(),
                 })
             })
             .collect::<Result<_, SettingsError>>()?;
+        for k in &a.public_keys {
+            c.auth.keys.push(k.to_core()?);
+        }
+        c.auth.keys.extend(a.jwks_keys()?);
         c.auth.publishable_keys = a
             .publishable_keys
             .iter()
@@ -170,6 +175,50 @@ impl Settings {
             SettingsError::Invalid(format!("unknown tcp_dialect {}", self.listen.tcp_dialect))
         })?;
         Ok(TcpConfig::new(dialect))
+    }
+}
+
+impl PublicKeySettings {
+    /// The core's key: the PEM file read and checked against the algorithm.
+    pub fn to_core(&self) -> Result<SigningKey, SettingsError> {
+        let invalid = |why: String| SettingsError::Invalid(format!("key {}: {why}", self.kid));
+        let algorithm = self.algorithm.parse::<Algorithm>().map_err(invalid)?;
+        let path = &self.public_key_file;
+        let pem = std::fs::read(path)
+            .map_err(|e| invalid(format!("cannot read public_key_file {path:?}: {e}")))?;
+        let public_key = PublicKey::from_pem(algorithm, &pem)
+            .map_err(|e| invalid(format!("public_key_file {path:?} is {e}")))?;
+        Ok(SigningKey {
+            audience: self.audience.clone(),
+            tenant: self.tenant.clone(),
+            ..SigningKey::public(&self.kid, public_key)
+        })
+    }
+}
+
+impl Auth {
+    /// The signature keys of `jwks_file` (none when it is empty), each with
+    /// `jwks_audience` and `jwks_tenant`; the keys the file's rules skip are logged.
+    pub fn jwks_keys(&self) -> Result<Vec<SigningKey>, SettingsError> {
+        let path = &self.jwks_file;
+        if path.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invalid = |why: String| SettingsError::Invalid(format!("jwks_file {path:?}: {why}"));
+        let json = std::fs::read(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+        let jwks = Jwks::parse(&json).map_err(|e| invalid(e.to_string()))?;
+        for skipped in &jwks.skipped {
+            tracing::debug!(kid = ?skipped.kid, why = %skipped.why, "jwks_file {path}: key skipped");
+        }
+        Ok(jwks
+            .keys
+            .into_iter()
+            .map(|k| SigningKey {
+                audience: self.jwks_audience.clone(),
+                tenant: self.jwks_tenant.clone(),
+                ..k
+            })
+            .collect())
     }
 }
 

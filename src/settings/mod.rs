@@ -25,7 +25,8 @@ pub use engine::EngineSettings;
 pub use example::example;
 pub use sections::{
     AccessTokenSettings, ApiSettings, Auth, DashboardSettings, DemoSettings, Driver, KeySettings,
-    LimitSettings, Listen, PublishableSettings, Quic, ShutdownSettings, TlsSettings, Ws,
+    LimitSettings, Listen, PublicKeySettings, PublishableSettings, Quic, ShutdownSettings,
+    TlsSettings, Ws,
 };
 
 use serde::Deserialize;

@@ -201,8 +201,11 @@ impl Default for Driver {
 }
 
 /// Authentication.
+///
+/// Parsed through `AuthFile`, which sorts the file's `[[auth.keys]]` into
+/// shared-secret [`Auth::keys`] and PEM [`Auth::public_keys`].
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "AuthFile")]
 pub struct Auth {
     /// Allow connections without credentials (every channel, every permission).
     pub anonymous: bool,
@@ -212,8 +215,19 @@ pub struct Auth {
     pub require_exp: bool,
     /// Time to authenticate in-band, milliseconds.
     pub auth_timeout_ms: u64,
-    /// Signing keys.
+    /// Shared-secret signing keys (HS256/384/512): the `[[auth.keys]]` entries
+    /// with a `secret`.
     pub keys: Vec<KeySettings>,
+    /// Public keys read from PEM files (RS256, ES256, EdDSA): the `[[auth.keys]]`
+    /// entries with a `public_key_file`.
+    pub public_keys: Vec<PublicKeySettings>,
+    /// A JSON Web Key Set file whose signature keys verify tokens beside `keys`
+    /// and `public_keys`; read at start and at each reload (SIGHUP). Empty: none.
+    pub jwks_file: String,
+    /// The `aud` tokens under a `jwks_file` key must name, if any.
+    pub jwks_audience: Option<String>,
+    /// The tenant forced on tokens under a `jwks_file` key, if any.
+    pub jwks_tenant: Option<String>,
     /// Publishable keys.
     pub publishable_keys: Vec<PublishableSettings>,
     /// Where access tokens issued over REST (`POST /v1/access-tokens`) are kept, as
@@ -241,6 +255,10 @@ impl Default for Auth {
             require_exp: true,
             auth_timeout_ms: 10_000,
             keys: Vec::new(),
+            public_keys: Vec::new(),
+            jwks_file: String::new(),
+            jwks_audience: None,
+            jwks_tenant: None,
             publishable_keys: Vec::new(),
             access_token_file: String::new(),
             access_tokens: Vec::new(),
@@ -249,6 +267,154 @@ impl Default for Auth {
             refresh_warning_all: false,
         }
     }
+}
+
+/// `[auth]` as written in the file: [`Auth`] with each `[[auth.keys]]` entry as
+/// written, before it is sorted by the kind of key it names.
+///
+/// Implementation note: [`KeySettings`] keeps its fields (code outside this crate
+/// builds it), so the public-key entries get a struct of their own and the file's
+/// one table is split here.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AuthFile {
+    anonymous: bool,
+    leeway_secs: u64,
+    require_exp: bool,
+    auth_timeout_ms: u64,
+    keys: Vec<KeyEntry>,
+    jwks_file: String,
+    jwks_audience: Option<String>,
+    jwks_tenant: Option<String>,
+    publishable_keys: Vec<PublishableSettings>,
+    access_token_file: String,
+    access_tokens: Vec<AccessTokenSettings>,
+    broadcaster_audience: String,
+    refresh_warning_secs: u64,
+    refresh_warning_all: bool,
+}
+
+impl Default for AuthFile {
+    fn default() -> Self {
+        let a = Auth::default();
+        Self {
+            anonymous: a.anonymous,
+            leeway_secs: a.leeway_secs,
+            require_exp: a.require_exp,
+            auth_timeout_ms: a.auth_timeout_ms,
+            keys: Vec::new(),
+            jwks_file: a.jwks_file,
+            jwks_audience: a.jwks_audience,
+            jwks_tenant: a.jwks_tenant,
+            publishable_keys: a.publishable_keys,
+            access_token_file: a.access_token_file,
+            access_tokens: a.access_tokens,
+            broadcaster_audience: a.broadcaster_audience,
+            refresh_warning_secs: a.refresh_warning_secs,
+            refresh_warning_all: a.refresh_warning_all,
+        }
+    }
+}
+
+/// One `[[auth.keys]]` entry as written: a `secret` for HS256/384/512, a
+/// `public_key_file` for RS256, ES256 and EdDSA.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    kid: String,
+    secret: Option<String>,
+    #[serde(default = "default_algorithm")]
+    algorithm: String,
+    public_key_file: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+impl TryFrom<AuthFile> for Auth {
+    type Error = String;
+
+    fn try_from(f: AuthFile) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        let mut public_keys = Vec::new();
+        for k in f.keys {
+            let algorithm = k
+                .algorithm
+                .parse::<switchyard_core::token::Algorithm>()
+                .map_err(|e| format!("key {}: {e}", k.kid))?;
+            match (algorithm.is_hmac(), k.secret, k.public_key_file) {
+                (true, Some(secret), None) => keys.push(KeySettings {
+                    kid: k.kid,
+                    secret,
+                    algorithm: k.algorithm,
+                    audience: k.audience,
+                    tenant: k.tenant,
+                }),
+                (false, None, Some(public_key_file)) => public_keys.push(PublicKeySettings {
+                    kid: k.kid,
+                    algorithm: k.algorithm,
+                    public_key_file,
+                    audience: k.audience,
+                    tenant: k.tenant,
+                }),
+                (true, None, _) => {
+                    return Err(format!("key {}: {algorithm} needs a secret", k.kid));
+                }
+                (true, Some(_), Some(_)) => {
+                    return Err(format!(
+                        "key {}: {algorithm} is a shared secret; public_key_file is for RS256, ES256 and EdDSA",
+                        k.kid
+                    ));
+                }
+                (false, _, None) => {
+                    return Err(format!(
+                        "key {}: {algorithm} needs a public_key_file (a PEM public key)",
+                        k.kid
+                    ));
+                }
+                (false, Some(_), Some(_)) => {
+                    return Err(format!(
+                        "key {}: {algorithm} verifies with its public_key_file; it takes no secret",
+                        k.kid
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            anonymous: f.anonymous,
+            leeway_secs: f.leeway_secs,
+            require_exp: f.require_exp,
+            auth_timeout_ms: f.auth_timeout_ms,
+            keys,
+            public_keys,
+            jwks_file: f.jwks_file,
+            jwks_audience: f.jwks_audience,
+            jwks_tenant: f.jwks_tenant,
+            publishable_keys: f.publishable_keys,
+            access_token_file: f.access_token_file,
+            access_tokens: f.access_tokens,
+            broadcaster_audience: f.broadcaster_audience,
+            refresh_warning_secs: f.refresh_warning_secs,
+            refresh_warning_all: f.refresh_warning_all,
+        })
+    }
+}
+
+/// One public signing key: its algorithm and the PEM file holding it.
+#[derive(Clone, Debug)]
+pub struct PublicKeySettings {
+    /// Key id (the JWT header's `kid`).
+    pub kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
+    pub algorithm: String,
+    /// A PEM file with one `PUBLIC KEY` block (for RS256 also `RSA PUBLIC KEY`);
+    /// not a certificate. Read at start and at each reload.
+    pub public_key_file: String,
+    /// Required `aud`, if any.
+    pub audience: Option<String>,
+    /// Tenant forced on tokens signed with this key.
+    pub tenant: Option<String>,
 }
 
 /// One access token in the config: `AT_<id>_<secret>`, held as the secret's SHA-256.
@@ -282,22 +448,18 @@ pub struct AccessTokenSettings {
     pub expires_at: Option<u64>,
 }
 
-/// One signing key.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One shared-secret signing key.
+#[derive(Clone)]
 pub struct KeySettings {
     /// Key id (the JWT header's `kid`).
     pub kid: String,
     /// The shared secret.
     pub secret: String,
     /// `HS256` (default), `HS384` or `HS512`.
-    #[serde(default = "default_algorithm")]
     pub algorithm: String,
     /// Required `aud`, if any.
-    #[serde(default)]
     pub audience: Option<String>,
     /// Tenant forced on tokens signed with this key.
-    #[serde(default)]
     pub tenant: Option<String>,
 }
 

@@ -516,5 +516,6 @@ async fn a_trusted_proxys_forwarded_for_names_the_client() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+mod keys;
 mod logs;
 mod reload;

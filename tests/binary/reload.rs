@@ -4,7 +4,7 @@ use super::common::{WAIT, Ws};
 use super::*;
 
 /// Sends the server `signal` (`HUP`, `TERM`) the way an operator does, with `kill`.
-async fn signal(server: &Served, signal: &str) {
+pub(super) async fn signal(server: &Served, signal: &str) {
     let pid = server
         .child
         .id()
@@ -23,7 +23,7 @@ async fn signal(server: &Served, signal: &str) {
 }
 
 /// Reads the server's log until a line contains `needle`, within [`WAIT`] in all.
-async fn log_until(server: &mut Served, needle: &str) -> String {
+pub(super) async fn log_until(server: &mut Served, needle: &str) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let line = tokio::time::timeout_at(deadline, server.logs.next_line())
@@ -47,7 +47,7 @@ fn assert_running(server: &mut Served, after: &str) {
 
 /// Stops the server with SIGTERM and checks it exits cleanly: it was still running,
 /// and no earlier signal had ended it.
-async fn stop(mut server: Served) {
+pub(super) async fn stop(mut server: Served) {
     signal(&server, "TERM").await;
     let status = tokio::time::timeout(WAIT, server.child.wait())
         .await
@@ -56,7 +56,7 @@ async fn stop(mut server: Served) {
     assert!(status.success(), "exit status {status:?}");
 }
 
-async fn expect_welcome(ws: &mut Ws, who: &str) -> String {
+pub(super) async fn expect_welcome(ws: &mut Ws, who: &str) -> String {
     let text = ws.expect_text(&format!("{who}'s welcome")).await;
     assert!(text.starts_with(r#"{"type":"welcome""#), "{who}: {text}");
     text
@@ -77,7 +77,7 @@ async fn expect_served(ws: &mut Ws, who: &str) {
 }
 
 /// The first frame `ws` gets is a close (no `welcome` before it): its code and reason.
-async fn expect_refused(ws: &mut Ws, who: &str) -> (u16, String) {
+pub(super) async fn expect_refused(ws: &mut Ws, who: &str) -> (u16, String) {
     match ws.next(&format!("{who}'s close")).await {
         Message::Close(Some(frame)) => (frame.code.into(), frame.reason.to_string()),
         other => panic!("{who}: expected a close before any frame, got {other:?}"),

@@ -27,6 +27,7 @@
 //! the model.
 
 mod frames;
+pub mod keys;
 pub mod model;
 pub mod ops;
 pub mod targets;
@@ -67,6 +68,7 @@ pub fn test_key() -> SigningKey {
         kid: "k1".into(),
         secret: b"switchyard-test-secret-0123456789".to_vec(),
         algorithm: Algorithm::HS256,
+        public_key: None,
         audience: None,
         tenant: None,
     }

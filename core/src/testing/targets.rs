@@ -3,12 +3,15 @@
 //! corpus file) run exactly the same code. Each takes the raw input and panics on a
 //! violation.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::keys::TestKeyPair;
 use super::ops::SeededBytes;
 use super::{TEST_UNIX, test_key};
-use crate::token::{KeySet, Verifier, mint};
+use crate::token::{Algorithm, Jwks, KeySet, Verifier, mint};
 use crate::wire::json::MAX_REQUEST_ID_CHARS;
 use crate::wire::{Command, DecodeError, Dialect, RequestId};
 
@@ -240,12 +243,20 @@ fn trim_line_end(data: &[u8]) -> &[u8] {
 
 /// `token_verify`: the verifier never panics. The first byte picks how the rest is
 /// used: as a token string; as claims JSON, minted with the test key then verified;
-/// or as the seed of well-formed claims that must verify and round-trip.
+/// as the seed of well-formed claims that must verify and round-trip; as a JWKS file
+/// ([`Jwks::parse`]); or as a header JSON object signed by one of the public test
+/// keys, which may verify only under that key's own `kid`. The verifier holds the
+/// HMAC test key and an RS256, ES256 and EdDSA key (generated once per process).
 pub fn token_verify(data: &[u8]) {
-    let verifier = Verifier::new(KeySet::new(vec![test_key()]).expect("one key"));
+    static VERIFIER: OnceLock<Verifier> = OnceLock::new();
+    let verifier = VERIFIER.get_or_init(|| {
+        let mut keys = vec![test_key()];
+        keys.extend(PUBLIC_KIDS.map(|(alg, kid)| TestKeyPair::get(alg).signing_key(kid)));
+        Verifier::new(KeySet::new(keys).expect("distinct kids"))
+    });
     let (mode, rest) = data.split_first().unwrap_or((&0, &[]));
     let now = TEST_UNIX;
-    match mode % 3 {
+    match mode % 5 {
         0 => {
             let _ = verifier.verify(&String::from_utf8_lossy(rest), now);
         }
@@ -255,9 +266,32 @@ pub fn token_verify(data: &[u8]) {
                 let _ = verifier.verify(&token, now);
             }
         }
-        _ => valid_claims_round_trip(&verifier, rest, now),
+        2 => valid_claims_round_trip(verifier, rest, now),
+        3 => {
+            let _ = Jwks::parse(rest);
+        }
+        _ => {
+            let (pick, header) = rest.split_first().unwrap_or((&0, &[]));
+            let (alg, kid) = PUBLIC_KIDS[usize::from(*pick) % PUBLIC_KIDS.len()];
+            let Ok(header @ Value::Object(_)) = serde_json::from_slice::<Value>(header) else {
+                return;
+            };
+            let claims = json!({"sub": "fuzz", "exp": now + 60});
+            let token = TestKeyPair::get(alg).sign(&header, &claims);
+            if let Ok(c) = verifier.verify(&token, now) {
+                // Whatever the header says, only the signer's own key verifies it.
+                assert_eq!(c.kid.as_deref(), Some(kid), "accepted under {header}");
+            }
+        }
     }
 }
+
+/// The public test keys of [`token_verify`] and their kids.
+const PUBLIC_KIDS: [(Algorithm, &str); 3] = [
+    (Algorithm::RS256, "rs"),
+    (Algorithm::ES256, "es"),
+    (Algorithm::EdDSA, "ed"),
+];
 
 fn valid_claims_round_trip(verifier: &Verifier, seed: &[u8], now: u64) {
     let mut rng = SeededBytes::new(

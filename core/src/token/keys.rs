@@ -1,5 +1,6 @@
-//! Signing keys: the HMAC [`Algorithm`] fixed per key, the [`SigningKey`]
-//! itself and the [`KeySet`] a verifier selects from by `kid`.
+//! Signing keys: the [`Algorithm`] fixed per key, the [`SigningKey`] itself
+//! (an HMAC secret or a [`PublicKey`]) and the [`KeySet`] a verifier selects
+//! from by `kid`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +9,7 @@ use std::str::FromStr;
 use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::TokenError;
+use super::{PublicKey, TokenError};
 
 /// Why a set of signing keys could not be built.
 ///
@@ -26,26 +27,62 @@ pub enum KeySetError {
     /// Two keys share a `kid`.
     #[error("duplicate signing key id {0:?}")]
     DuplicateKid(String),
-    /// A key has an empty secret.
+    /// An HMAC key has an empty secret.
     #[error("signing key {0:?} has an empty secret")]
     EmptySecret(String),
+    /// A key of a public-key algorithm (RS256, ES256, EdDSA) has no public key.
+    #[error("signing key {0:?} uses a public-key algorithm but has no public key")]
+    MissingPublicKey(String),
+    /// An HMAC key also carries a public key, or a public-key one a secret: a
+    /// key holds exactly one kind of material, so which one verifies is never
+    /// in doubt.
+    #[error("signing key {0:?} holds both a secret and a public key")]
+    MixedMaterial(String),
+    /// The public key was parsed for another algorithm than the key names.
+    #[error("signing key {kid:?} is configured for {configured} but its public key is for {key}")]
+    AlgorithmMismatch {
+        /// The key's id.
+        kid: String,
+        /// [`SigningKey::algorithm`].
+        configured: Algorithm,
+        /// [`PublicKey::algorithm`].
+        key: Algorithm,
+    },
 }
 
-/// The HMAC algorithms a key may be configured with.
+/// The algorithms a key may be configured with.
 ///
-/// Exists so the algorithm is fixed per key by configuration; serialized as
-/// `"HS256"` etc., parsed case-insensitively (`"hs256"` is accepted).
+/// Exists so the algorithm is fixed per key by configuration (or by the JWK a
+/// key came from), never by the token header; serialized as `"HS256"` etc.,
+/// parsed case-insensitively (`"hs256"` and `"eddsa"` are accepted).
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
-    /// HMAC with SHA-256.
+    /// HMAC with SHA-256 (shared secret).
     HS256,
-    /// HMAC with SHA-384.
+    /// HMAC with SHA-384 (shared secret).
     HS384,
-    /// HMAC with SHA-512.
+    /// HMAC with SHA-512 (shared secret).
     HS512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA keys of 2048 to 8192 bits.
+    RS256,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
 }
 
 impl Algorithm {
+    /// Every algorithm, in a fixed order.
+    const ALL: [Self; 6] = [
+        Self::HS256,
+        Self::HS384,
+        Self::HS512,
+        Self::RS256,
+        Self::ES256,
+        Self::EdDSA,
+    ];
+
     /// The JOSE name (`"HS256"` …), as it appears in a token header.
     ///
     /// Exists for header comparison and serialization.
@@ -54,7 +91,18 @@ impl Algorithm {
             Self::HS256 => "HS256",
             Self::HS384 => "HS384",
             Self::HS512 => "HS512",
+            Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
         }
+    }
+
+    /// True for the shared-secret (HMAC) algorithms.
+    ///
+    /// Exists because a key of these holds a secret and can sign; the others
+    /// hold a [`PublicKey`] and only verify.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
     }
 
     pub(super) fn to_jwt(self) -> jsonwebtoken::Algorithm {
@@ -62,6 +110,9 @@ impl Algorithm {
             Self::HS256 => jsonwebtoken::Algorithm::HS256,
             Self::HS384 => jsonwebtoken::Algorithm::HS384,
             Self::HS512 => jsonwebtoken::Algorithm::HS512,
+            Self::RS256 => jsonwebtoken::Algorithm::RS256,
+            Self::ES256 => jsonwebtoken::Algorithm::ES256,
+            Self::EdDSA => jsonwebtoken::Algorithm::EdDSA,
         }
     }
 }
@@ -75,10 +126,14 @@ impl fmt::Display for Algorithm {
 impl FromStr for Algorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::HS256, Self::HS384, Self::HS512]
+        Self::ALL
             .into_iter()
             .find(|a| a.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unsupported algorithm {s:?} (expected HS256, HS384 or HS512)"))
+            .ok_or_else(|| {
+                format!(
+                    "unsupported algorithm {s:?} (expected HS256, HS384, HS512, RS256, ES256 or EdDSA)"
+                )
+            })
     }
 }
 
@@ -95,23 +150,69 @@ impl<'de> Deserialize<'de> for Algorithm {
     }
 }
 
-/// One shared-secret key that may sign and verify tokens.
+/// One key that tokens are verified with: a shared secret (HS256/384/512),
+/// which can also sign, or a [`PublicKey`] (RS256, ES256, EdDSA), which only
+/// verifies.
 ///
 /// Exists so several keys can be live at once (rotation) and so each key
 /// carries its own algorithm, expected audience and forced tenant. `Debug`
-/// does not print the secret.
+/// prints neither the secret nor the public key. [`KeySet::new`] checks that
+/// the material fits the algorithm: an HMAC key has a non-empty `secret` and
+/// no `public_key`; any other has a `public_key` parsed for its algorithm and
+/// an empty `secret`.
 #[derive(Clone)]
 pub struct SigningKey {
     /// Key id, matched against the token header's `kid`.
     pub kid: String,
-    /// The HMAC secret.
+    /// The HMAC secret; empty for a public-key algorithm.
     pub secret: Vec<u8>,
     /// The only algorithm accepted for tokens under this key.
     pub algorithm: Algorithm,
+    /// The public key of an RS256, ES256 or EdDSA key; `None` for HMAC.
+    pub public_key: Option<PublicKey>,
     /// If set, tokens must list this audience in `aud`.
     pub audience: Option<String>,
     /// If set, every token signed by this key belongs to this tenant.
     pub tenant: Option<String>,
+}
+
+impl SigningKey {
+    /// A verify-only key under `kid` for `public_key`, whose algorithm it takes;
+    /// no audience, no tenant.
+    ///
+    /// Exists so a public key cannot be paired with another algorithm by
+    /// mistake.
+    pub fn public(kid: impl Into<String>, public_key: PublicKey) -> Self {
+        Self {
+            kid: kid.into(),
+            secret: Vec::new(),
+            algorithm: public_key.algorithm(),
+            public_key: Some(public_key),
+            audience: None,
+            tenant: None,
+        }
+    }
+
+    /// The material tokens under this key are verified with, checked against
+    /// the key's algorithm.
+    fn decoding(&self) -> Result<DecodingKey, KeySetError> {
+        let kid = || self.kid.clone();
+        match (&self.public_key, self.algorithm.is_hmac()) {
+            (None, true) if self.secret.is_empty() => Err(KeySetError::EmptySecret(kid())),
+            (None, true) => Ok(DecodingKey::from_secret(&self.secret)),
+            (None, false) => Err(KeySetError::MissingPublicKey(kid())),
+            (Some(_), true) => Err(KeySetError::MixedMaterial(kid())),
+            (Some(_), false) if !self.secret.is_empty() => Err(KeySetError::MixedMaterial(kid())),
+            (Some(pk), false) if pk.algorithm() != self.algorithm => {
+                Err(KeySetError::AlgorithmMismatch {
+                    kid: kid(),
+                    configured: self.algorithm,
+                    key: pk.algorithm(),
+                })
+            }
+            (Some(pk), false) => Ok(pk.decoding().clone()),
+        }
+    }
 }
 
 impl fmt::Debug for SigningKey {
@@ -120,6 +221,10 @@ impl fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .field("secret", &"<redacted>")
             .field("algorithm", &self.algorithm)
+            .field(
+                "public_key",
+                &self.public_key.as_ref().map(|_| "<public key>"),
+            )
             .field("audience", &self.audience)
             .field("tenant", &self.tenant)
             .finish()
@@ -149,8 +254,8 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Builds a key set; rejects an empty list, empty kids or secrets, and
-    /// duplicate kids.
+    /// Builds a key set; rejects an empty list, empty kids, duplicate kids and
+    /// material that does not fit a key's algorithm (see [`SigningKey`]).
     ///
     /// Exists so misconfiguration fails at startup.
     pub fn new(keys: Vec<SigningKey>) -> Result<Self, KeySetError> {
@@ -163,16 +268,11 @@ impl KeySet {
             if key.kid.is_empty() {
                 return Err(KeySetError::EmptyKid);
             }
-            if key.secret.is_empty() {
-                return Err(KeySetError::EmptySecret(key.kid));
-            }
+            let decoding = key.decoding()?;
             if by_kid.insert(key.kid.clone(), entries.len()).is_some() {
                 return Err(KeySetError::DuplicateKid(key.kid));
             }
-            entries.push(KeyEntry {
-                decoding: DecodingKey::from_secret(&key.secret),
-                key,
-            });
+            entries.push(KeyEntry { key, decoding });
         }
         Ok(Self { entries, by_kid })
     }
@@ -257,8 +357,12 @@ mod tests {
         assert_eq!(a, Algorithm::HS256);
         let a: Algorithm = serde_json::from_value(json!("hs512")).unwrap();
         assert_eq!(a, Algorithm::HS512);
-        assert!(serde_json::from_value::<Algorithm>(json!("RS256")).is_err());
-        assert!(serde_json::from_value::<Algorithm>(json!("none")).is_err());
+        let a: Algorithm = serde_json::from_value(json!("eddsa")).unwrap();
+        assert_eq!(a, Algorithm::EdDSA);
+        for refused in ["none", "RS384", "PS256", "ES384", "HS1"] {
+            assert!(serde_json::from_value::<Algorithm>(json!(refused)).is_err());
+        }
+        assert!(Algorithm::ALL.iter().filter(|a| a.is_hmac()).count() == 3);
         assert_eq!(
             serde_json::to_value(Algorithm::HS384).unwrap(),
             json!("HS384")

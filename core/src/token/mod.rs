@@ -1,7 +1,7 @@
 //! JWT verification and minting with caller-supplied time.
 //!
-//! `jsonwebtoken` is used only for the HMAC signature check
-//! (`jsonwebtoken::crypto::verify`) and for signing. Its `decode`/`Validation`
+//! `jsonwebtoken` is used only for the signature check
+//! (`jsonwebtoken::crypto::verify`, HMAC or public key) and for signing. Its `decode`/`Validation`
 //! path is not used at all: that path reads the system clock and runs its own
 //! claim parser. Header, payload, `exp`, `nbf` and `aud` are handled here
 //! against the `unix_now` the caller passes in, which keeps the server core
@@ -9,23 +9,33 @@
 //!
 //! The accepted algorithm comes from the key's configuration, never from the
 //! token header, so `alg: none` and algorithm-confusion tokens are refused
-//! before any cryptography runs.
+//! before any cryptography runs. The only parts of the header read are `alg`,
+//! `kid` and `crit`: keys embedded or referenced there (`jwk`, `jku`, `x5u`,
+//! `x5c`) are never used.
 //!
-//! Layout: `keys` (algorithms, signing keys, the key set), `permissions` (the
+//! Layout: `keys` (algorithms, signing keys, the key set), `public` (the
+//! [`PublicKey`] of an RS256, ES256 or EdDSA key, from PEM or DER), `jwks` (a JSON
+//! Web Key Set's keys), `permissions` (the
 //! grant bitset), `claims` (the validated claims and the claim parser) and
 //! `verify` (the [`Verifier`], header parsing and [`mint`]). Every public item
 //! is re-exported here, so `crate::token::X` is the only path callers use.
 
 mod claims;
+#[cfg(test)]
+mod confusion_tests;
+mod jwks;
 mod keys;
 mod permissions;
+mod public;
 #[cfg(test)]
 mod test_support;
 mod verify;
 
 pub use claims::{Claims, MAX_ID_CHARS};
+pub use jwks::{Jwks, JwksError, SkippedJwk};
 pub use keys::{Algorithm, KeySet, KeySetError, SigningKey};
 pub use permissions::Permissions;
+pub use public::{PublicKey, PublicKeyError};
 pub use verify::{
     DEFAULT_LEEWAY_SECS, DEFAULT_MAX_CHANNEL_LEN, DEFAULT_MAX_TOKEN_LEN, Verifier, mint,
 };

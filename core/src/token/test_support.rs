@@ -14,6 +14,7 @@ pub(super) fn key(kid: &str, secret: &str, algorithm: Algorithm) -> SigningKey {
         kid: kid.into(),
         secret: secret.as_bytes().to_vec(),
         algorithm,
+        public_key: None,
         audience: None,
         tenant: None,
     }

@@ -158,7 +158,7 @@ impl Verifier {
 }
 
 /// Signs `claims` (a JSON object) with `key`'s algorithm and secret, putting
-/// the key's `kid` in the header.
+/// the key's `kid` in the header. Only HMAC keys sign: a public key cannot.
 ///
 /// Exists for tests, the `gentoken` CLI and the REST mint endpoint. It does
 /// not validate the claims: minting a token that [`Verifier::verify`] would
@@ -166,6 +166,11 @@ impl Verifier {
 pub fn mint(key: &SigningKey, claims: &Value) -> Result<String, TokenError> {
     if !claims.is_object() {
         return Err(invalid("claims must be a JSON object"));
+    }
+    if !key.algorithm.is_hmac() {
+        return Err(invalid(
+            "a public key (RS256, ES256, EdDSA) cannot sign; only HMAC keys mint tokens",
+        ));
     }
     let mut header = Header::new(key.algorithm.to_jwt());
     header.kid = Some(key.kid.clone());
@@ -217,8 +222,8 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(false),
 );
 
-/// Decodes one part of a compact JWS with [`B64URL`].
-fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+/// Decodes one part of a compact JWS (or a JWK component) with [`B64URL`].
+pub(super) fn b64url_decode(s: &str) -> Option<Vec<u8>> {
     B64URL.decode(s).ok()
 }
 
