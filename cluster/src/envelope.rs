@@ -26,6 +26,9 @@ pub struct Envelope {
 }
 
 /// [`RemoteEvent`] as it travels (externally tagged; see the module docs).
+// An envelope lives for one bus message, and nearly all of them are changes: boxing
+// the common variant would cost an allocation each to save memory nobody holds.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireEvent {

@@ -48,7 +48,7 @@ use tokio::sync::mpsc;
 
 pub use envelope::{Envelope, EnvelopeError, TableEntry};
 pub use memory::MemoryEngine;
-pub use redis_engine::{RedisEngine, RedisSettings, redis_url_problem};
+pub use redis_engine::{HistoryReader, RedisEngine, RedisSettings, redis_url_problem};
 pub use tables::{TableNews, TableWrite, Tables, WriteMode};
 pub use tokio_util::sync::CancellationToken;
 

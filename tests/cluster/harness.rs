@@ -231,6 +231,11 @@ secret = "{key_secret}"
 kind = "redis"
 node_id = "{id}"
 presence_ttl_ms = {ttl}
+
+[[history]]
+channels = "kept/**"
+size = 1000
+ttl_ms = 60000
 "#,
                 ttl = TTL.as_millis(),
                 anonymous = options.anonymous,

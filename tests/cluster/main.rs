@@ -11,6 +11,7 @@
 mod common;
 mod control;
 mod harness;
+mod history;
 mod rtc_io;
 mod wires;
 

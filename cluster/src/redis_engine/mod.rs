@@ -30,6 +30,7 @@
 //!   reconnect lets the server write back what the hash lacks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{MultiplexedConnection, PubSubStream};
@@ -120,11 +121,74 @@ impl RedisEngine {
         })
     }
 
+    /// A reader of the channels' shared history, for the server's REST API
+    /// (`GET /v1/history` on a cluster reads Redis, like a recovering subscribe).
+    pub fn history_reader(&self) -> HistoryReader {
+        HistoryReader {
+            client: self.client.clone(),
+            prefix: self.table_prefix.clone(),
+            connection: Arc::default(),
+        }
+    }
+
     async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, PubSubStream)> {
         let commands = self.client.get_multiplexed_async_connection().await?;
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(&self.bus).await?;
         Ok((commands, pubsub.into_on_message()))
+    }
+}
+
+/// Reads channel history from Redis outside the engine's own session, over a
+/// connection of its own (opened on first use, again after an error).
+#[derive(Clone)]
+pub struct HistoryReader {
+    client: redis::Client,
+    prefix: String,
+    connection: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+}
+
+impl std::fmt::Debug for HistoryReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryReader").finish_non_exhaustive()
+    }
+}
+
+impl HistoryReader {
+    /// The stream's epoch, its last offset, and up to `limit` messages after
+    /// `since`, oldest first (a stream that does not exist yet is created empty,
+    /// with `ttl_ms`, as a subscribe would).
+    pub async fn page(
+        &self,
+        tenant: &str,
+        channel: &str,
+        since: u64,
+        limit: usize,
+        ttl_ms: u64,
+    ) -> Result<(String, u64, Vec<switchyard_core::cluster::Publication>), String> {
+        let mut slot = self.connection.lock().await;
+        let mut commands = match slot.take() {
+            Some(c) => c,
+            None => self
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let count = limit.max(1);
+        let page = streams::read_page(
+            &mut commands,
+            &self.prefix,
+            tenant,
+            channel,
+            Some(since),
+            count,
+            ttl_ms,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        *slot = Some(commands);
+        Ok(page)
     }
 }
 

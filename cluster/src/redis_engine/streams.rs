@@ -39,8 +39,9 @@ redis.call('PUBLISH', ARGV[5], 'S' .. top .. ':' .. epoch .. ':' .. ARGV[4])
 return top
 ";
 
-/// Where a stream stands, and the entries after `since` (none when it is -1).
-/// KEYS: stream, meta. ARGV: a new epoch, ttl_ms, since.
+/// Where a stream stands, and the entries after `since` (none when it is -1), at
+/// most `count` of them (0: all).
+/// KEYS: stream, meta. ARGV: a new epoch, ttl_ms, since, count.
 const READ: &str = r"
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
@@ -53,7 +54,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local entries = {}
 local since = tonumber(ARGV[3])
-if since >= 0 then
+local count = tonumber(ARGV[4])
+if since >= 0 and count > 0 then
+  entries = redis.call('XRANGE', KEYS[1], (since + 1) .. '-0', '+', 'COUNT', count)
+elseif since >= 0 then
   entries = redis.call('XRANGE', KEYS[1], (since + 1) .. '-0', '+')
 end
 return {epoch, top, entries}
@@ -133,51 +137,73 @@ pub(super) async fn read(
     prefix: &str,
     r: &RecoverRequest,
 ) -> Recovered {
-    let (stream, meta) = keys(prefix, &r.tenant, &r.channel);
-    let since = r.since.map_or(-1, |s| i128::from(s));
-    let answer: redis::RedisResult<(String, u64, Vec<(String, Vec<String>)>)> = redis::cmd("EVAL")
+    let page = read_page(
+        commands,
+        prefix,
+        &r.tenant,
+        &r.channel,
+        r.since,
+        0,
+        r.retention.ttl_ms,
+    )
+    .await;
+    match page {
+        Ok((epoch, offset, publications)) => Recovered {
+            request: r.request,
+            epoch,
+            offset,
+            publications,
+            error: None,
+        },
+        Err(e) => failed(r, &e.to_string()),
+    }
+}
+
+/// The epoch, the last offset, and up to `count` (0: all) messages after `since`.
+pub(super) async fn read_page(
+    commands: &mut MultiplexedConnection,
+    prefix: &str,
+    tenant: &str,
+    channel: &str,
+    since: Option<u64>,
+    count: usize,
+    ttl_ms: u64,
+) -> redis::RedisResult<(String, u64, Vec<Publication>)> {
+    let (stream, meta) = keys(prefix, tenant, channel);
+    let since = since.map_or(-1, i128::from);
+    let (epoch, offset, entries): (String, u64, Vec<(String, Vec<String>)>) = redis::cmd("EVAL")
         .arg(READ)
         .arg(2)
         .arg(stream)
         .arg(meta)
         .arg(new_epoch())
-        .arg(r.retention.ttl_ms)
+        .arg(ttl_ms)
         .arg(since.to_string())
+        .arg(count)
         .query_async(commands)
-        .await;
-    match answer {
-        Ok((epoch, offset, entries)) => {
-            let mut publications = Vec::with_capacity(entries.len());
-            for (id, fields) in entries {
-                let number = id.split('-').next().unwrap_or_default();
-                let text = format!(
-                    "{number}:{epoch}:{}",
-                    fields.get(1).map_or("", String::as_str)
-                );
-                match parse_numbered(text.as_bytes()) {
-                    Ok(Envelope {
-                        event: WireEvent::Changed(Outbound::Publish(mut p)),
-                        ..
-                    }) => {
-                        p.origin_conn = None;
-                        publications.push(p);
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "cluster engine: unreadable history entry, skipped");
-                    }
-                }
+        .await?;
+    let mut publications = Vec::with_capacity(entries.len());
+    for (id, fields) in entries {
+        let number = id.split('-').next().unwrap_or_default();
+        let text = format!(
+            "{number}:{epoch}:{}",
+            fields.get(1).map_or("", String::as_str)
+        );
+        match parse_numbered(text.as_bytes()) {
+            Ok(Envelope {
+                event: WireEvent::Changed(Outbound::Publish(mut p)),
+                ..
+            }) => {
+                p.origin_conn = None;
+                publications.push(p);
             }
-            Recovered {
-                request: r.request,
-                epoch,
-                offset,
-                publications,
-                error: None,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cluster engine: unreadable history entry, skipped");
             }
         }
-        Err(e) => failed(r, &e.to_string()),
     }
+    Ok((epoch, offset, publications))
 }
 
 /// The answer when the stream cannot be read.
