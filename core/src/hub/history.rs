@@ -132,11 +132,6 @@ impl History {
             .map(|&(_, r)| r)
     }
 
-    /// Whether any channel keeps a history.
-    pub(crate) fn is_on(&self) -> bool {
-        !self.rules.is_empty()
-    }
-
     /// Stores a message published to `channel`; returns its offset, or `None` when
     /// the channel keeps no history.
     pub(crate) fn append(
