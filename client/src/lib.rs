@@ -60,7 +60,7 @@ pub use error::{
 };
 pub use events::{
     Connected, Direct, Disconnected, Event, EventStream, GoingAway, HandlerId, IceServer, Message,
-    Presence, PresencePeer, ServerError, StateChange, TokenProviderError,
+    Presence, PresencePeer, Recovered, ServerError, StateChange, TokenProviderError,
 };
 pub use options::{
     CertificateDer, DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions,
