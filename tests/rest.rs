@@ -1,6 +1,7 @@
 //! The REST control plane and operations endpoints on the WebSocket port, against a
 //! real server: API keys, publish, token minting, presence, disconnect, usage,
-//! Prometheus metrics read by a real parser, and graceful shutdown under load.
+//! channel history pages, Prometheus metrics read by a real parser, graceful
+//! shutdown under load, and the OpenAPI file against the router.
 
 mod common;
 
@@ -29,6 +30,10 @@ secret = "ops-secret"
 id = "ak_acme"
 secret = "acme-secret"
 tenant = "acme"
+[[history]]
+channels = "chat/**"
+size = 3
+ttl_ms = 60000
 "#;
 
 async fn start() -> (Running, SocketAddr) {
@@ -424,6 +429,10 @@ fn a_reload_names_what_only_a_restart_applies() {
         ("SWITCHYARD_LIMITS_MESSAGE_RATE", "5"),
         ("SWITCHYARD_LIMITS_MAX_FRAME_BYTES", "1024"),
         ("SWITCHYARD_SHUTDOWN_RETRY_AFTER_MS", "1"),
+        (
+            "SWITCHYARD_HISTORY",
+            r#"[{channels = "news", size = 1, ttl_ms = 1}]"#,
+        ),
     ]);
     let none = started.restart_only_changes(&reloadable);
     assert!(none.is_empty(), "{none:?}");
@@ -476,4 +485,190 @@ async fn a_reload_lowers_max_frame_bytes_but_cannot_raise_it_past_what_the_liste
             "max_frame_bytes {asked} after a start with {started}"
         );
     }
+}
+
+const OPS: Option<&str> = Some("ak_ops:ops-secret");
+
+async fn rest_publish(addr: SocketAddr, body: &str) {
+    let (status, answer) = common::http(addr, "POST", "/v1/publish", OPS, body).await;
+    assert_eq!(status, 200, "publish {body}: {answer}");
+}
+
+async fn history_page(addr: SocketAddr, query: &str, auth: Option<&str>) -> (u16, Value) {
+    let (status, body) = http(addr, "GET", &format!("/v1/history?{query}"), auth, None).await;
+    let body = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
+    (status, body)
+}
+
+#[tokio::test]
+async fn history_pages_a_channel_with_data_as_published_and_next_until_the_end() {
+    let (_server, addr) = start().await;
+    // Numbers a parse-and-print would change: the page must carry the publisher's bytes.
+    let exact = r#"{"n":1,"exact":1.0000000000000001,"big":1E400}"#;
+    rest_publish(addr, &format!(r#"{{"channel":"chat/a","data":{exact}}}"#)).await;
+    for n in 2..=4 {
+        rest_publish(
+            addr,
+            &format!(r#"{{"channel":"chat/a","data":{{"n":{n}}},"event":"e{n}"}}"#),
+        )
+        .await;
+    }
+    // size = 3: offsets 2 to 4 are kept, 1 is gone.
+    let (status, body) = http(addr, "GET", "/v1/history?channel=chat/a&limit=2", OPS, None).await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["channel"], "chat/a");
+    assert_eq!(page["offset"], 4);
+    assert_eq!(page["next"], 3, "{page}");
+    let epoch = page["epoch"].as_str().expect("an epoch").to_owned();
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| m["offset"].clone())
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let m = &messages[0];
+    assert_eq!(
+        (m["from"].as_str(), m["event"].as_str()),
+        (Some("_server"), Some("e2"))
+    );
+    assert_eq!(m["data"], json!({"n": 2}));
+    assert!(m["id"].as_str().unwrap().starts_with("msg-"), "{m}");
+    assert!(m["timestamp"].as_str().unwrap().ends_with('Z'), "{m}");
+    assert!(m["unixMs"].as_u64().unwrap() > 1_700_000_000_000, "{m}");
+
+    let (status, page) = history_page(addr, "channel=chat/a&since=3", OPS).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(page["messages"][0]["offset"], 4);
+    assert_eq!(page["next"], Value::Null, "the end of the stream: {page}");
+    assert_eq!(page["epoch"], epoch.as_str());
+
+    // A fresh channel: its data spliced raw, byte for byte.
+    rest_publish(addr, &format!(r#"{{"channel":"chat/raw","data":{exact}}}"#)).await;
+    let (status, body) = http(addr, "GET", "/v1/history?channel=chat/raw", OPS, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!(r#""from":"_server","data":{exact},"timestamp""#)),
+        "{body}"
+    );
+    assert!(!body.contains(r#""event""#), "no event, no field: {body}");
+
+    // A channel nobody published to yet still has a stream: offset 0, nothing to read.
+    let (status, page) = history_page(addr, "channel=chat/quiet", OPS).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (page["offset"].clone(), page["next"].clone()),
+        (json!(0), Value::Null)
+    );
+    assert_eq!(page["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn history_refuses_without_a_key_another_tenant_a_channel_without_history_and_bad_params() {
+    let (_server, addr) = start().await;
+    rest_publish(addr, r#"{"channel":"chat/a","data":1}"#).await;
+    let (status, body) = http(addr, "GET", "/v1/history?channel=chat/a", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(
+        addr,
+        "GET",
+        "/v1/history?channel=chat/a",
+        Some("ak_ops:wrong"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+
+    // A tenant-bound key reads its own tenant, and only it.
+    let acme = Some("ak_acme:acme-secret");
+    let (status, page) = history_page(addr, "channel=chat/a&tenant=default", acme).await;
+    assert_eq!(
+        (status, page["code"].as_str()),
+        (403, Some("tenant_not_allowed"))
+    );
+    let (status, page) = history_page(addr, "channel=chat/a", acme).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["messages"],
+        json!([]),
+        "acme's chat/a is not default's"
+    );
+    let (status, page) = history_page(addr, "channel=chat/a&tenant=default", OPS).await;
+    assert_eq!((status, page["offset"].clone()), (200, json!(1)));
+
+    let (status, page) = history_page(addr, "channel=news", OPS).await;
+    assert_eq!(
+        (status, page["code"].as_str()),
+        (404, Some("no_history")),
+        "{page}"
+    );
+    for query in ["channel=chat/*", "channel=chat//a"] {
+        let (status, page) = history_page(addr, query, OPS).await;
+        assert_eq!(
+            (status, page["code"].as_str()),
+            (400, Some("invalid_channel")),
+            "{query}: {page}"
+        );
+    }
+    for query in [
+        "channel=chat/a&limit=0",
+        "channel=chat/a&limit=1001",
+        "channel=chat/a&since=-1",
+        "channel=chat/a&since=abc",
+        "since=1",
+        "channel=chat/a&color=blue",
+    ] {
+        let (status, page) = history_page(addr, query, OPS).await;
+        assert_eq!(
+            (status, page["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{query}: {page}"
+        );
+    }
+}
+
+/// Every route the router serves is in `docs/openapi.json` with its methods, and the
+/// file describes no route the router lacks (`/v1/openapi.json` is the file itself).
+#[test]
+fn openapi_describes_every_route_and_method() {
+    let source = include_str!("../src/rest/mod.rs");
+    let router = source
+        .split_once("fn router(")
+        .and_then(|(_, rest)| rest.split_once(".fallback("))
+        .expect("src/rest/mod.rs has fn router(…) ending in .fallback(")
+        .0;
+    let mut served = std::collections::BTreeSet::new();
+    for route in router.split(".route(").skip(1) {
+        let path = route.split('"').nth(1).expect("a route's path");
+        if path == "/v1/openapi.json" {
+            continue;
+        }
+        for method in ["get", "post", "delete", "put", "patch"] {
+            let called =
+                route.contains(&format!(" {method}(")) || route.contains(&format!(".{method}("));
+            if called {
+                served.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    let openapi: Value = serde_json::from_str(include_str!("../docs/openapi.json")).unwrap();
+    let described: std::collections::BTreeSet<String> = openapi["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "delete", "put", "patch"].contains(&k.as_str()))
+                .map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
+        .collect();
+    assert_eq!(
+        served, described,
+        "the router (left) and docs/openapi.json (right) differ"
+    );
 }

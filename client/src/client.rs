@@ -22,7 +22,7 @@ use crate::error::{DisconnectedError, OptionsError, SignallingError};
 use crate::events::{Disconnected, Event, EventStream, HandlerId, Registry, StateChange};
 use crate::options::{Endpoint, SignallingClientOptions, SubscribeOptions};
 use crate::supervisor;
-use crate::wire::Request;
+use crate::wire::{Position, Request};
 
 /// Where a client is in its life.
 ///
@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     pub(crate) pending: HashMap<String, Pending>,
     /// The auto-resubscribe set: channel → options.
     pub(crate) subscriptions: BTreeMap<String, SubscribeOptions>,
+    /// Where each subscribed channel with a history stands (from its subscribe ack
+    /// and each message's offset): a re-subscribe recovers from there.
+    pub(crate) positions: BTreeMap<String, Position>,
     pub(crate) supervisor: Option<Supervisor>,
     pub(crate) peer_id: Option<String>,
     next_request: u64,
@@ -207,6 +210,7 @@ impl SignallingClient {
                 outbound: None,
                 pending: HashMap::new(),
                 subscriptions: BTreeMap::new(),
+                positions: BTreeMap::new(),
                 supervisor: None,
                 peer_id: None,
                 next_request: 0,
@@ -286,6 +290,7 @@ impl SignallingClient {
                     // Already closed (maybe by the supervisor giving up): nothing to
                     // emit, but forget what a later connect() would have restored.
                     shared.subscriptions.clear();
+                    shared.positions.clear();
                     drop(shared);
                     self.inner.registry.clear();
                     return;
@@ -293,6 +298,7 @@ impl SignallingClient {
                 shared.epoch += 1;
                 let was_connected = shared.outbound.take().is_some();
                 shared.subscriptions.clear();
+                shared.positions.clear();
                 (
                     shared.set_state(State::Closed),
                     shared.take_pending(),
@@ -347,6 +353,7 @@ impl SignallingClient {
                 channel,
                 include_sender_metadata: options.include_sender_metadata,
                 request_id,
+                recover: None,
             }
             .encode()
         })
@@ -448,6 +455,7 @@ impl SignallingClient {
             let mut shared = self.inner.lock();
             if let Track::Unsubscribe(channel) = track {
                 shared.subscriptions.remove(channel);
+                shared.positions.remove(channel);
             }
             let Some(outbound) = shared.outbound.clone() else {
                 return Err(SignallingError::NotConnected {

@@ -47,6 +47,7 @@ events!(
     GoingAway,
     TokenProviderError,
     TokenRefreshed,
+    Recovered,
 );
 
 /// After every successful `welcome`: the first connect and every reconnect.
@@ -135,6 +136,24 @@ pub struct Message {
     /// The sender's token-asserted metadata, on subscriptions made with
     /// `include_sender_metadata`. Untrusted peer input: validate it.
     pub sender_metadata: Option<Value>,
+    /// The message's offset in the channel's stream, on channels the server keeps a
+    /// history of (`None` elsewhere). Offsets increase by one within an epoch.
+    pub offset: Option<u64>,
+}
+
+/// The answer to an automatic re-subscribe that asked to recover a channel with a
+/// history. With `recovered: true`, every message published while the client was
+/// away has arrived as a [`Message`] before this event, once each and in order, and
+/// live ones follow. With `recovered: false`, the server could not replay the gap (it
+/// no longer holds it, or the stream started again): reload the channel's state (for
+/// instance from `GET /v1/history`), since messages were missed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovered {
+    /// The channel.
+    pub channel: String,
+    /// Whether nothing was missed.
+    pub recovered: bool,
 }
 
 /// A peer sent to you directly.

@@ -61,7 +61,8 @@ pub use error::{
 };
 pub use events::{
     Connected, Direct, Disconnected, Event, EventStream, GoingAway, HandlerId, IceServer, Message,
-    Presence, PresencePeer, ServerError, StateChange, TokenProviderError, TokenRefreshed,
+    Presence, PresencePeer, Recovered, ServerError, StateChange, TokenProviderError,
+    TokenRefreshed,
 };
 pub use options::{
     CertificateDer, DEFAULT_URL, ReconnectOptions, SignallingClientOptions, SubscribeOptions,

@@ -24,11 +24,12 @@ use crate::error::{
 };
 use crate::events::TokenRefreshed;
 use crate::events::{
-    Connected, Direct, Disconnected, GoingAway, Message, Presence, ServerError, TokenProviderError,
+    Connected, Direct, Disconnected, GoingAway, Message, Presence, Recovered, ServerError,
+    TokenProviderError,
 };
 use crate::link::{Link, Received};
 use crate::refresh::{Refresher, Step};
-use crate::wire::{Frame, Request, Welcome};
+use crate::wire::{Frame, Position, Request, Welcome};
 
 /// Frames callers may queue for the socket before `publish().await` waits.
 const OUTBOUND: usize = 256;
@@ -286,11 +287,14 @@ impl Session {
             let mut resubscribe = Vec::with_capacity(channels.len());
             for (channel, options) in channels {
                 let request_id = shared.next_request_id();
+                // A channel with a history resumes where this client's copy ends.
+                let recover = shared.positions.get(&channel);
                 resubscribe.push(
                     Request::Subscribe {
                         channel: &channel,
                         include_sender_metadata: options.include_sender_metadata,
                         request_id: &request_id,
+                        recover,
                     }
                     .encode(),
                 );
@@ -494,9 +498,35 @@ fn handle_frame(inner: &Inner, text: &str, refresh: Option<&str>) -> Option<Refr
         }
         Frame::TokenExpiring(t) => return Some(RefreshNews::Warned(t.expires_at)),
         Frame::Ack(ack) => {
-            let pending = inner.lock().pending.remove(&ack.request_id);
+            let (pending, recovered) = {
+                let mut shared = inner.lock();
+                let pending = shared.pending.remove(&ack.request_id);
+                let channel = pending.as_ref().and_then(|p| p.subscribe.clone());
+                let recovered = channel.and_then(|channel| {
+                    match (ack.offset, ack.epoch) {
+                        (Some(offset), Some(epoch))
+                            if shared.subscriptions.contains_key(&channel) =>
+                        {
+                            shared
+                                .positions
+                                .insert(channel.clone(), Position { offset, epoch });
+                        }
+                        // No history (any more): nothing to recover from next time.
+                        _ => {
+                            shared.positions.remove(&channel);
+                        }
+                    }
+                    ack.recovered
+                        .map(|recovered| Recovered { channel, recovered })
+                });
+                (pending, recovered)
+            };
             if let Some(reply) = pending.and_then(|p| p.reply) {
                 let _ = reply.send(Ok(()));
+            }
+            if let Some(recovered) = recovered {
+                tracing::debug!(channel = %recovered.channel, recovered = recovered.recovered, "recovery");
+                inner.registry.emit(&recovered);
             }
         }
         Frame::Error(error) => {
@@ -505,6 +535,7 @@ fn handle_frame(inner: &Inner, text: &str, refresh: Option<&str>) -> Option<Refr
                 let pending = shared.pending.remove(id)?;
                 if let Some(channel) = &pending.subscribe {
                     shared.subscriptions.remove(channel);
+                    shared.positions.remove(channel);
                 }
                 Some(pending)
             });
@@ -524,12 +555,20 @@ fn handle_frame(inner: &Inner, text: &str, refresh: Option<&str>) -> Option<Refr
                 }),
             }
         }
-        Frame::Message(m) => inner.registry.emit(&Message {
-            channel: m.channel,
-            sender_peer_id: m.from,
-            data: m.data,
-            sender_metadata: m.from_metadata,
-        }),
+        Frame::Message(m) => {
+            if let Some(offset) = m.offset
+                && let Some(position) = inner.lock().positions.get_mut(&m.channel)
+            {
+                position.offset = offset;
+            }
+            inner.registry.emit(&Message {
+                channel: m.channel,
+                sender_peer_id: m.from,
+                data: m.data,
+                sender_metadata: m.from_metadata,
+                offset: m.offset,
+            });
+        }
         Frame::Direct(d) => inner.registry.emit(&Direct {
             sender_peer_id: d.from,
             data: d.data,

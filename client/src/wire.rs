@@ -18,6 +18,9 @@ pub(crate) enum Request<'a> {
         include_sender_metadata: bool,
         #[serde(rename = "requestId")]
         request_id: &'a str,
+        /// Where the client's copy of a history channel ends (re-subscribes only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recover: Option<&'a Position>,
     },
     Unsubscribe {
         channel: &'a str,
@@ -48,6 +51,13 @@ impl Request<'_> {
         // Every field is a string, a bool or already-valid JSON: serialising cannot fail.
         serde_json::to_string(self).expect("requests always serialise")
     }
+}
+
+/// A point in a channel's stream: the last offset received, in the stream's epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Position {
+    pub(crate) offset: u64,
+    pub(crate) epoch: String,
 }
 
 /// A frame from the server.
@@ -87,6 +97,14 @@ pub(crate) struct Ack {
     /// Only a `refresh`'s ack says it: the new token's expiry.
     #[serde(default)]
     pub(crate) expires_at: Option<u64>,
+    /// A subscribe to a channel with a history: where its stream stands.
+    #[serde(default)]
+    pub(crate) offset: Option<u64>,
+    #[serde(default)]
+    pub(crate) epoch: Option<String>,
+    /// A subscribe that asked to recover: whether every missed message was replayed.
+    #[serde(default)]
+    pub(crate) recovered: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +132,9 @@ pub(crate) struct MessageFrame {
     pub(crate) data: Value,
     #[serde(default)]
     pub(crate) from_metadata: Option<Value>,
+    /// The message's offset in the channel's stream (channels with a history).
+    #[serde(default)]
+    pub(crate) offset: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -159,9 +180,24 @@ mod tests {
                 channel: "room-1",
                 include_sender_metadata: true,
                 request_id: "r1",
+                recover: None,
             }
             .encode(),
             r#"{"type":"subscribe","channel":"room-1","includeSenderMetadata":true,"requestId":"r1"}"#
+        );
+        let position = Position {
+            offset: 7,
+            epoch: "e1".into(),
+        };
+        assert_eq!(
+            Request::Subscribe {
+                channel: "chat/a",
+                include_sender_metadata: false,
+                request_id: "r3",
+                recover: Some(&position),
+            }
+            .encode(),
+            r#"{"type":"subscribe","channel":"chat/a","includeSenderMetadata":false,"requestId":"r3","recover":{"offset":7,"epoch":"e1"}}"#
         );
         assert_eq!(
             Request::Send {
@@ -190,6 +226,17 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(presence, Frame::Presence(p) if p.snapshot && p.joined.len() == 1));
+        let ack: Frame = serde_json::from_str(
+            r#"{"type":"ack","requestId":"c1","offset":9,"epoch":"e1","recovered":true}"#,
+        )
+        .unwrap();
+        assert!(matches!(ack, Frame::Ack(a)
+            if a.offset == Some(9) && a.epoch.as_deref() == Some("e1") && a.recovered == Some(true)));
+        let message: Frame = serde_json::from_str(
+            r#"{"type":"message","channel":"c","from":"bob","data":{},"offset":9}"#,
+        )
+        .unwrap();
+        assert!(matches!(message, Frame::Message(m) if m.offset == Some(9)));
         let future: Frame = serde_json::from_str(r#"{"type":"from_the_future","x":1}"#).unwrap();
         assert!(matches!(future, Frame::Unknown));
     }

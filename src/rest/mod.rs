@@ -19,11 +19,13 @@
 //!
 //! Here: the router, API keys and errors that every endpoint shares. The endpoints
 //! live by concern in `publish`, `control` (tokens, presence, disconnect, usage),
+//! `history` (a page of a channel's kept messages),
 //! `stats` (what the dashboard reads) and `metrics`; the browser pages (`/demo`,
 //! `/dashboard`) and the security headers every response carries in `pages`; the
 //! access-token endpoints are the store's own (`crate::access_store`).
 
 mod control;
+mod history;
 mod metrics;
 mod pages;
 mod publish;
@@ -151,6 +153,7 @@ fn router(api: Api) -> Router {
         .route("/broadcaster/publish", post(publish::broadcaster_publish))
         .route("/v1/tokens", post(control::tokens))
         .route("/v1/presence", get(control::presence))
+        .route("/v1/history", get(history::history))
         .route("/v1/disconnect", post(control::disconnect))
         .route("/v1/usage", get(control::usage))
         .route("/v1/stats", get(stats::stats))

@@ -30,6 +30,7 @@ impl Settings {
         self.tcp_config()?;
         self.ws_config()?;
         self.validate_engine()?;
+        self.validate_history()?;
         if self.quic.cert_file.is_empty() != self.quic.key_file.is_empty() {
             return Err(SettingsError::Invalid(
                 "quic: cert_file and key_file go together".into(),
@@ -72,6 +73,7 @@ impl Settings {
         });
         c.reserved_prefixes = l.reserved_prefixes.clone();
         c.default_tenant = l.default_tenant.clone();
+        c.history = self.history_rules();
         let a = &self.auth;
         c.auth.leeway_secs = a.leeway_secs;
         c.auth.require_exp = a.require_exp;

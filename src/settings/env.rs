@@ -24,6 +24,7 @@ impl Settings {
                 "log" => {}
                 "key_id" => extra_key.0 = Some(value),
                 "key_secret" => extra_key.1 = Some(value),
+                "history" => set_history(&mut doc, &value)?,
                 _ => apply_env(&mut doc, &rest, &value)?,
             }
         }
@@ -92,5 +93,23 @@ fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), Setti
         )));
     };
     table.insert(key.to_owned(), parsed);
+    Ok(())
+}
+
+/// `SWITCHYARD_HISTORY`: the whole `[[history]]` list, as a TOML array of inline
+/// tables (a list of rules has no single key to override).
+fn set_history(doc: &mut toml::Table, value: &str) -> Result<(), SettingsError> {
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(toml::Value::is_array)
+        .ok_or_else(|| {
+            SettingsError::Invalid(format!(
+                "{ENV_PREFIX}HISTORY: not a TOML array of rules, e.g. \
+                 [{{channels = \"chat/**\", size = 100, ttl_ms = 300000}}]"
+            ))
+        })?;
+    doc.insert("history".into(), parsed);
     Ok(())
 }

@@ -5,11 +5,13 @@
 //! overrides one key (`SWITCHYARD_LISTEN_WS=0.0.0.0:8080`, `SWITCHYARD_AUTH_ANONYMOUS=false`,
 //! `SWITCHYARD_LIMITS_MAX_FRAME_BYTES=131072`), and `SWITCHYARD_KEY_ID` with
 //! `SWITCHYARD_KEY_SECRET` adds a signing key without writing the secret into a file.
+//! `SWITCHYARD_HISTORY` replaces the `[[history]]` list with a TOML array of inline
+//! tables (`[{channels = "chat/**", size = 100, ttl_ms = 300000}]`).
 //! (`SWITCHYARD_LOG`, the log level, is the binary's own.)
 //!
 //! One file per job: [`Settings`] and its sections with their defaults (`sections`),
 //! reading a file with `SWITCHYARD_*` overrides on top ([`Settings::from_toml`], in
-//! `env`), the cluster engine's section (`engine`), the conversion to the core's and the listeners' configs with the checks
+//! `env`), the cluster engine's section (`engine`), the history rules (`history`), the conversion to the core's and the listeners' configs with the checks
 //! parsing cannot make (`convert`), what a reload cannot apply
 //! ([`Settings::restart_only_changes`], in `reload`), and the commented template
 //! `switchyard genconfig` prints ([`example`], from `example.toml`).
@@ -18,11 +20,13 @@ mod convert;
 mod engine;
 mod env;
 mod example;
+mod history;
 mod reload;
 mod sections;
 
 pub use engine::EngineSettings;
 pub use example::example;
+pub use history::HistorySettings;
 pub use sections::{
     AccessTokenSettings, ApiSettings, Auth, DashboardSettings, DemoSettings, Driver, KeySettings,
     LimitSettings, Listen, PublicKeySettings, PublishableSettings, Quic, ShutdownSettings,
@@ -62,6 +66,8 @@ pub struct Settings {
     pub demo: DemoSettings,
     /// The operator's dashboard (`/dashboard`).
     pub dashboard: DashboardSettings,
+    /// Channel history rules (`[[history]]`); none: no channel keeps one.
+    pub history: Vec<HistorySettings>,
 }
 
 /// Why a config cannot be used.

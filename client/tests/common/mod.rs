@@ -104,6 +104,15 @@ impl Server {
         Self::start(settings).await
     }
 
+    /// The server's driver, for calls into its hub (a server-side kick).
+    pub fn driver(&self) -> switchyard::transports::DriverHandle {
+        self.running
+            .as_ref()
+            .expect("a running server")
+            .driver
+            .clone()
+    }
+
     /// The URL a client is given (the SDK appends `/v1`).
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
