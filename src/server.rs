@@ -256,6 +256,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
     };
     let engine_status = Arc::new(EngineStatus::new(engine.kind(), initial));
     let engine_stop = CancellationToken::new();
+    let shared_history = engine.history();
     tracing::info!(%node, engine = %settings.engine.describe(), "cluster engine starting");
     let engine_task = tokio::spawn(engine.run(EngineContext {
         node: node.clone(),
@@ -294,6 +295,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
                 crate::rest::Cluster {
                     node: node.clone(),
                     status: Arc::clone(&engine_status),
+                    history: shared_history.clone(),
                 },
             ));
             tasks.push(tokio::spawn(ws::serve(listener, driver.clone(), ws_config)));
@@ -328,6 +330,7 @@ pub async fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::E
                 crate::rest::Cluster {
                     node: node.clone(),
                     status: Arc::clone(&engine_status),
+                    history: shared_history.clone(),
                 },
             ));
             let scheme = if config.tls.is_some() {

@@ -61,6 +61,29 @@ pub trait Engine: Send {
     /// Carries cluster traffic until [`EngineContext::shutdown`] is cancelled, then
     /// tells the other nodes this one is gone (as far as it can) and returns.
     async fn run(self: Box<Self>, ctx: EngineContext);
+
+    /// Where the channels' shared history streams can be read outside the engine's
+    /// task (the server's `GET /v1/history`); `None` when the engine keeps none (one
+    /// node: the hub holds the streams itself). Taken before [`Engine::run`].
+    fn history(&self) -> Option<Arc<dyn HistoryStore>> {
+        None
+    }
+}
+
+/// A reader of channel history kept by an engine.
+#[async_trait::async_trait]
+pub trait HistoryStore: Send + Sync + std::fmt::Debug {
+    /// The stream's epoch, its last offset, and up to `limit` messages after
+    /// `since`, oldest first, numbered. `ttl_ms` is the channel's rule (a stream
+    /// that does not exist yet is created with it, as a subscribe would).
+    async fn page(
+        &self,
+        tenant: &str,
+        channel: &str,
+        since: u64,
+        limit: usize,
+        ttl_ms: u64,
+    ) -> Result<(String, u64, Vec<switchyard_core::cluster::Publication>), String>;
 }
 
 /// Everything an engine works with, handed over by whoever starts it.

@@ -62,25 +62,64 @@ pub(crate) async fn read_history(
     since: u64,
     limit: usize,
 ) -> Result<HistoryPage, ApiError> {
+    if let Some(store) = &api.cluster.history {
+        // On a cluster node the stream lives with the engine: the hub only knows the
+        // channel's rule (and checks the name, as on one node).
+        let probe = channel.clone();
+        let rule = api
+            .driver
+            .call(move |hub, now| {
+                let shared = hub.history_is_shared();
+                (shared, hub.history_ttl(&probe), hub.unix_ms(now))
+            })
+            .await
+            .map_err(|_| driver_gone())?;
+        if let (true, ttl, unix_ms) = rule {
+            let ttl = ttl.map_err(refused)?;
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            let (epoch, offset, publications) = store
+                .page(&tenant, &channel, since, limit, ttl_ms)
+                .await
+                .map_err(|why| {
+                    ApiError(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!("the cluster's history store cannot be read: {why}"),
+                    )
+                })?;
+            return Ok(HistoryPage::from_shared(
+                epoch,
+                offset,
+                publications,
+                unix_ms,
+                ttl,
+            ));
+        }
+    }
     api.driver
         .call(move |hub, now| hub.history(now, &tenant, &channel, since, limit))
         .await
         .map_err(|_| driver_gone())?
-        .map_err(|e| match e {
-            ControlError::NoHistory => ApiError(
-                StatusCode::NOT_FOUND,
-                "no_history",
-                "this channel keeps no history: no [[history]] rule names it".into(),
-            ),
-            ControlError::InvalidChannel(why) => {
-                ApiError(StatusCode::BAD_REQUEST, "invalid_channel", why)
-            }
-            other => ApiError(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                other.to_string(),
-            ),
-        })
+        .map_err(refused)
+}
+
+/// A refusal of the hub's, as the REST API says it.
+fn refused(e: ControlError) -> ApiError {
+    match e {
+        ControlError::NoHistory => ApiError(
+            StatusCode::NOT_FOUND,
+            "no_history",
+            "this channel keeps no history: no [[history]] rule names it".into(),
+        ),
+        ControlError::InvalidChannel(why) => {
+            ApiError(StatusCode::BAD_REQUEST, "invalid_channel", why)
+        }
+        other => ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            other.to_string(),
+        ),
+    }
 }
 
 /// The response body: the page, each message's `data` written as it was published.

@@ -87,6 +87,8 @@ pub struct Cluster {
     pub node: switchyard_core::cluster::NodeId,
     /// The engine's state and counters.
     pub status: Arc<switchyard_cluster::EngineStatus>,
+    /// Where channel history lives when the engine keeps it (a cluster).
+    pub history: Option<Arc<dyn switchyard_cluster::HistoryStore>>,
 }
 
 /// What a config reload replaces.

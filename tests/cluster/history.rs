@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::common::WAIT;
-use crate::harness::{Redis, until};
+use crate::common::{WAIT, http};
+use crate::harness::{API_KEY, Redis, until};
 use crate::{Json, nodes};
 
 impl Json {
@@ -100,6 +100,29 @@ async fn a_client_recovers_on_another_node_exactly_what_was_published_while_it_w
     assert_eq!(
         back.messages(2, "live after the seam").await,
         [(111, 111), (112, 112)]
+    );
+    // REST reads the same stream on any node.
+    let path = "/v1/history?channel=kept/x&since=105&limit=5";
+    let (status, body) = http(a.ws, "GET", path, Some(API_KEY), "").await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (page["offset"].clone(), page["epoch"].clone()),
+        (json!(112), json!(epoch))
+    );
+    let offsets: Vec<u64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, [106, 107, 108, 109, 110], "{body}");
+    assert_eq!(page["messages"][0]["data"], 106);
+    assert_eq!(page["next"], 110);
+    let (status, _) = http(b.ws, "GET", "/v1/history?channel=news", Some(API_KEY), "").await;
+    assert_eq!(
+        status, 404,
+        "a channel without a rule has no history on a cluster either"
     );
 }
 

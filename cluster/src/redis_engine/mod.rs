@@ -154,11 +154,9 @@ impl std::fmt::Debug for HistoryReader {
     }
 }
 
-impl HistoryReader {
-    /// The stream's epoch, its last offset, and up to `limit` messages after
-    /// `since`, oldest first (a stream that does not exist yet is created empty,
-    /// with `ttl_ms`, as a subscribe would).
-    pub async fn page(
+#[async_trait::async_trait]
+impl crate::HistoryStore for HistoryReader {
+    async fn page(
         &self,
         tenant: &str,
         channel: &str,
@@ -202,6 +200,10 @@ enum Ended {
 impl Engine for RedisEngine {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn history(&self) -> Option<Arc<dyn crate::HistoryStore>> {
+        Some(Arc::new(self.history_reader()))
     }
 
     async fn run(self: Box<Self>, mut ctx: EngineContext) {

@@ -84,6 +84,45 @@ pub struct HistoryPage {
     pub messages: Vec<StoredMessage>,
 }
 
+impl HistoryPage {
+    /// A page read from a cluster engine's shared stream (the stream lives there,
+    /// not in the hub): the messages older than `ttl` at `unix_ms` are left out, as
+    /// the hub leaves out its own.
+    pub fn from_shared(
+        epoch: String,
+        offset: u64,
+        publications: Vec<crate::cluster::Publication>,
+        unix_ms: u64,
+        ttl: Duration,
+    ) -> Self {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let messages = publications
+            .into_iter()
+            .filter(|p| p.unix_ms.saturating_add(ttl_ms) > unix_ms)
+            .filter_map(|p| {
+                let crate::cluster::Payload::Json { data } = p.payload else {
+                    return None;
+                };
+                Some(StoredMessage {
+                    offset: p.offset?,
+                    from: p.from,
+                    data: Bytes::from(data),
+                    event: p.event,
+                    stamp: Stamp {
+                        number: p.number,
+                        unix_ms: p.unix_ms,
+                    },
+                })
+            })
+            .collect();
+        Self {
+            epoch,
+            offset,
+            messages,
+        }
+    }
+}
+
 /// One message of a channel's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -171,6 +210,29 @@ impl Hub {
         let (stamp, deliveries) =
             self.publish_message(&tenant, channel, &from, &meta, &data, event, None);
         Ok(Published { stamp, deliveries })
+    }
+
+    /// How long `channel` keeps its messages: `NoHistory` when no `history` rule
+    /// names it, `InvalidChannel` for a pattern or a bad name (as [`Hub::history`]
+    /// answers, without touching any stream).
+    pub fn history_ttl(&self, channel: &str) -> Result<Duration, ControlError> {
+        let pattern = Pattern::parse(channel, self.config.limits.max_channel_len)
+            .map_err(|e| ControlError::InvalidChannel(e.to_string()))?;
+        if pattern.is_wildcard() {
+            return Err(ControlError::InvalidChannel(
+                "a pattern has no history".into(),
+            ));
+        }
+        self.history
+            .retention(channel)
+            .map(|r| r.ttl)
+            .ok_or(ControlError::NoHistory)
+    }
+
+    /// Whether channel streams live with the cluster engine rather than in this hub
+    /// (a cluster node): a reader of history asks the engine then.
+    pub fn history_is_shared(&self) -> bool {
+        self.config.cluster
     }
 
     /// Up to `limit` messages of `channel`'s history in `tenant` after offset `since`
