@@ -155,3 +155,103 @@ async fn a_gap_the_history_no_longer_holds_is_recovered_false_then_live_messages
         [(21, Some(21))]
     );
 }
+
+/// A private `redis-server` on a free loopback port, without persistence, killed
+/// when dropped.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (scripts/test installs it)");
+            let deadline = std::time::Instant::now() + common::WAIT;
+            while std::time::Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // the port was taken: another one
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { child, port };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster node of `redis` with the test's history rules.
+fn node_settings(redis: &Redis) -> switchyard::settings::Settings {
+    let mut s = server_settings();
+    s.engine.kind = "redis".into();
+    s.engine.url = format!("redis://127.0.0.1:{}", redis.port);
+    s.engine.presence_ttl_ms = 1_000;
+    s
+}
+
+#[tokio::test]
+async fn the_sdk_recovers_across_a_server_restart_from_the_stream_in_redis() {
+    const CHANNEL: &str = "rooms/restart";
+    let redis = Redis::start();
+    let server = Server::start(node_settings(&redis)).await;
+    let port = server.addr.port();
+    // Another node of the cluster publishes while the client's server is down.
+    let other = Server::start(node_settings(&redis)).await;
+    let publisher = key_client(&other.url());
+    publisher.connect().await.expect("the publisher connects");
+
+    let client = key_client(&server.url());
+    let mut messages = client.events::<Message>();
+    let mut recovered = client.events::<Recovered>();
+    let mut disconnected = client.events::<Disconnected>();
+    client.connect().await.expect("connect");
+    client
+        .subscribe(CHANNEL, SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    for n in 1..=3 {
+        publisher.publish(CHANNEL, &data(n)).await.expect("publish");
+    }
+    let before = received_until(&mut messages, CHANNEL, 3).await;
+    assert_eq!(before, [(1, Some(1)), (2, Some(2)), (3, Some(3))]);
+
+    server.kill().await;
+    let gone = next(&mut disconnected, "the server going away").await;
+    assert!(gone.will_reconnect, "{gone:?}");
+    for n in 4..=20 {
+        publisher.publish(CHANNEL, &data(n)).await.expect("publish");
+    }
+    // The same address again: a fresh process's memory, the stream still in Redis.
+    let restarted = Server::start_on(port, node_settings(&redis)).await;
+    let r = next(&mut recovered, "Recovered after the restart").await;
+    assert_eq!((r.channel.as_str(), r.recovered), (CHANNEL, true));
+    publisher
+        .publish(CHANNEL, &data(21))
+        .await
+        .expect("publish");
+    let after = received_until(&mut messages, CHANNEL, 21).await;
+    let expected: Vec<_> = (4..=21).map(|n| (n, Some(n))).collect();
+    assert_eq!(after, expected, "once each, in order, no gap");
+    drop(restarted);
+}
