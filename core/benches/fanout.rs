@@ -1,6 +1,7 @@
 //! Fan-out cost in the core alone, per delivered message: rtc-signaller rooms, JSON
 //! channels, Broadcaster channels (a per-subscription `seq` spliced into each frame)
-//! and mixed rooms of 1, 100 and 10,000 receivers, and `/to` routing.
+//! and mixed rooms of 1, 100 and 10,000 receivers, a JSON channel that keeps a
+//! history (each publish also stored), and `/to` routing.
 //! Criterion reports elements/s (one element = one delivery; ns per delivery is its
 //! inverse). Allocations per delivery are printed once per case from a counting
 //! allocator.
@@ -48,6 +49,9 @@ enum Mix {
     Mixed,
     /// Broadcaster receivers, authenticated in band.
     Broadcaster,
+    /// JSON receivers of a channel that keeps a history (100 messages, 60 s): every
+    /// publish is also stored and carries its offset.
+    JsonHistory,
 }
 
 /// A hub with a sender (index 0) and `receivers` others in channel `bench`.
@@ -60,13 +64,20 @@ fn room(sender: Dialect, receivers: usize, mix: Mix) -> (Hub, Vec<ConnId>, Insta
     config.limits.max_frame_bytes = 1 << 20;
     // Broadcaster peers need a token; the others stay anonymous.
     config.auth.keys = vec![test_key()];
+    if matches!(mix, Mix::JsonHistory) {
+        config.history = vec![switchyard_core::HistoryRule {
+            channels: "bench".into(),
+            size: 100,
+            ttl: Duration::from_secs(60),
+        }];
+    }
     let mut hub = Hub::new(config, now, 0).expect("valid config");
     let mut conns = Vec::with_capacity(receivers + 1);
     for i in 0..=receivers {
         let dialect = match (i, mix) {
             (0, _) => sender,
             (_, Mix::Signaller) => Dialect::Signaller,
-            (_, Mix::Json) => Dialect::Json,
+            (_, Mix::Json | Mix::JsonHistory) => Dialect::Json,
             (i, Mix::Mixed) if i % 2 == 0 => Dialect::Json,
             (_, Mix::Mixed) => Dialect::Signaller,
             (_, Mix::Broadcaster) => Dialect::Broadcaster,
@@ -207,6 +218,13 @@ fn broadcast(c: &mut Criterion) {
         Dialect::Json,
         &publish,
         Mix::Json,
+    );
+    bench_case(
+        c,
+        "json_channel_publish_with_history",
+        Dialect::Json,
+        &publish,
+        Mix::JsonHistory,
     );
     bench_case(c, "mixed_room_publish", Dialect::Json, &publish, Mix::Mixed);
     let bc_publish = format!(

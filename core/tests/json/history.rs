@@ -246,3 +246,22 @@ fn the_control_plane_reads_history_in_pages_and_its_publishes_are_kept_too() {
         Err(ControlError::InvalidChannel(_))
     ));
 }
+
+#[test]
+fn recovering_a_channel_outside_ones_grants_is_refused_before_anything_is_replayed() {
+    let mut t = hub(100, Duration::from_secs(60), &["alice"]);
+    let epoch = ack(&subscribe(&mut t, "alice", "rooms/secret", None))["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 1..=3 {
+        publish(&mut t, "alice", "rooms/secret", n);
+    }
+    // mallory may read room-1 only.
+    t.connect_token("mallory", Dialect::Json, &token_for("mallory", &["room-1"]));
+    t.take("mallory");
+    let frames = subscribe(&mut t, "mallory", "rooms/secret", Some((0, &epoch)));
+    assert!(messages(&frames).is_empty(), "{frames:?}");
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["code"], "channel_not_authorized");
+}
