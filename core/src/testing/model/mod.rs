@@ -49,6 +49,7 @@
 
 mod commands;
 mod expect;
+mod history;
 mod presence;
 mod render;
 mod routing;
@@ -60,11 +61,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use self::history::Streams;
 use self::state::Conn;
 use self::tokens::TokenInfo;
 use super::ops::{Op, decode_ops};
 use super::{TEST_UNIX_MS, keyed_config};
-use crate::config::{Grant, PublishableKey, Quota};
+use crate::config::{Grant, HistoryRule, PublishableKey, Quota};
 use crate::token::Permissions;
 use crate::{Config, ConnId, Dialect, Hub, Input};
 
@@ -148,8 +150,28 @@ pub fn run_config(variant: u8) -> Config {
     // Shorter than a short-lived token's 20 s, so a refreshed one is warned on time.
     config.auth.refresh_warning = Duration::from_secs(10);
     config.auth.refresh_warning_all = variant & 0x40 != 0;
+    if variant & HISTORY_BIT != 0 {
+        // `c/a` keeps less than the rest of `c/**` (the first rule wins); both are
+        // short enough that messages are trimmed, age out and streams are forgotten
+        // within a run's few seconds of virtual time.
+        config.history = vec![
+            HistoryRule {
+                channels: "c/a".into(),
+                size: 2,
+                ttl: Duration::from_secs(4),
+            },
+            HistoryRule {
+                channels: "c/**".into(),
+                size: 3,
+                ttl: Duration::from_secs(6),
+            },
+        ];
+    }
     config
 }
+
+/// The bit of a run's variant that turns channel history on (see [`run_config`]).
+pub const HISTORY_BIT: u8 = 0x80;
 
 /// The hub, the model and the virtual clock of one run.
 pub struct Run {
@@ -160,6 +182,7 @@ pub struct Run {
     conns: Vec<Conn>,
     by_id: BTreeMap<ConnId, usize>,
     tokens: BTreeMap<String, TokenInfo>,
+    streams: Streams,
     trace: Vec<String>,
     coverage: Coverage,
 }
@@ -181,6 +204,7 @@ impl Run {
             conns: Vec::new(),
             by_id: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            streams: Streams::default(),
             trace: vec![format!("variant {variant}")],
             coverage: Coverage::default(),
         }
@@ -257,6 +281,11 @@ impl Run {
             self.hub.is_empty(),
             "hub not empty after every connection closed",
         );
+        // Channel history outlives connections, and ages out on its own clock.
+        if self.history_held() {
+            self.advance(crate::testing::ops::Step::Hour);
+            self.check(!self.history_held(), "history kept for an hour");
+        }
         self.check(
             self.hub.poll_timeout().is_none(),
             "a timer outlived every connection",

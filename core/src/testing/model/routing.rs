@@ -25,6 +25,9 @@ pub(super) struct Delivery<'a> {
     pub(super) command: Option<String>,
     /// The Broadcaster event the publisher named.
     pub(super) event: Option<&'a str>,
+    /// Its offset in the channel's history, where the channel keeps one (JSON
+    /// frames say it).
+    pub(super) offset: Option<u64>,
 }
 
 impl Run {
@@ -103,10 +106,17 @@ impl Run {
             data: m.data.clone(),
             command: m.command.clone(),
             meta,
+            offset: m.offset,
         };
         for (idx, c) in self.conns.iter_mut().enumerate() {
             if idx == sender || !c.alive || c.tenant != tenant {
                 continue;
+            }
+            // What a client reads from an offset it receives: where it stands.
+            if let (Some(o), Some(pos)) = (m.offset, c.positions.get_mut(channel))
+                && c.dialect == Dialect::Json
+            {
+                pos.0 = o;
             }
             if members.contains_key(&idx) {
                 let exp = match c.dialect {

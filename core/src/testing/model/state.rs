@@ -64,6 +64,9 @@ pub(super) struct Conn {
     pub(super) views: BTreeMap<String, View>,
     /// It has refreshed its token once, so it is warned before expiry.
     pub(super) refreshes: bool,
+    /// Where it last saw each history channel's stream stand (offset, epoch): what a
+    /// client would put in `recover`.
+    pub(super) positions: BTreeMap<String, (u64, String)>,
 }
 
 impl Conn {
