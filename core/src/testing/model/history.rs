@@ -272,10 +272,28 @@ impl Run {
         !self.streams.live.is_empty()
     }
 
+    /// For a subscribe that will recover (`pick` as in [`Run::recover_field`]), a
+    /// channel of connection `idx`'s tenant whose stream's epoch the model knows,
+    /// the `i`th of them.
+    pub(super) fn resumable(&self, idx: usize, pick: u8, i: u8) -> Option<String> {
+        if self.config.history.is_empty() || pick < 3 {
+            return None;
+        }
+        let tenant = &self.conns[idx].tenant;
+        let known: Vec<&String> = self
+            .streams
+            .live
+            .iter()
+            .filter(|((t, _), s)| t == tenant && s.epoch.is_some())
+            .map(|((_, ch), _)| ch)
+            .collect();
+        (!known.is_empty()).then(|| known[usize::from(i) % known.len()].clone())
+    }
+
     /// The `recover` a JSON subscribe to `channel` carries, picked by `pick` from
     /// what the model knows: the connection's own last position, the stream's top
-    /// or a little behind it (recoverable or trimmed), a future offset, a wrong or an
-    /// old epoch. Empty in runs without history, so their frames stay as they were.
+    /// or a little behind it, its start (recoverable or trimmed), a future offset, an
+    /// epoch of another stream or life, or a made-up one. Empty in runs without history, so their frames stay as they were.
     pub(super) fn recover_field(&self, idx: usize, channel: &str, pick: u8, by: u8) -> String {
         if self.config.history.is_empty() || pick < 3 {
             return String::new();
@@ -294,9 +312,11 @@ impl Run {
                 .cloned()
                 .or(current)
                 .unwrap_or((0, unknown())),
-            4 | 5 => current.map_or((0, unknown()), |(top, e)| {
-                (top.saturating_sub(u64::from(by & 7)), e)
+            4 => current.map_or((0, unknown()), |(top, e)| {
+                (top.saturating_sub(u64::from(by & 3)), e)
             }),
+            // From the start: recovered only while nothing was trimmed or aged out.
+            5 => current.map_or((0, unknown()), |(_, e)| (0, e)),
             6 => current.map_or((1, unknown()), |(top, e)| (top + 1 + u64::from(by & 1), e)),
             _ => {
                 // An epoch of another life (or another stream), else a made-up one.

@@ -7,7 +7,8 @@
 //! parses every frame the hub emitted and checks it against that account:
 //!
 //! - the hub's own `check_invariants()` holds, and `poll_timeout()` is exactly the
-//!   model's earliest auth deadline or token expiry (closes fire on time, never early);
+//!   model's earliest auth deadline, token warning or expiry, or history aging
+//!   (closes fire on time, never early);
 //! - every frame a connection receives was expected, and every expected frame came:
 //!   a message or pass-through only reaches connections subscribed to its channel
 //!   (exactly or by a pattern) or in its room, whose grants allow that channel, and
@@ -23,7 +24,25 @@
 //!   grant, channel limit), and the codes of refusals are consistent with the model;
 //! - tokens are accepted exactly when the model says they are valid, and refused with
 //!   4002 exactly when expired;
-//! - once every connection is closed, `hub.is_empty()`.
+//! - once every connection is closed, `hub.is_empty()`, and once the history has
+//!   aged out too, no timer is left.
+//!
+//! # History
+//!
+//! With [`HISTORY_BIT`] in the variant, `c/a` keeps 2 messages for 5 s and the rest
+//! of `c/**` 3 for 10 s (one node). The model keeps each (tenant, channel) stream:
+//! its epoch, learned from the first ack that names it (the hex is the hub's
+//! choice), then held fixed while the stream lives and required to be new after it
+//! was forgotten; its top offset; the kept messages with their times; its last use.
+//! It checks the `offset` of every JSON `message` on such a channel (none on room
+//! traffic or channels without a rule), the `offset`/`epoch` of each subscribe's
+//! ack, and for a subscribe with `recover` (its position drawn from what the
+//! connection last saw, the stream's top or start, a future offset, another epoch)
+//! exactly the replayed messages, in order, before the ack, and `recovered`: true
+//! only for the live epoch, an offset not past the top and nothing missing after
+//! it; `recovered:false` alone on a pattern or a channel without a rule. Entries
+//! beyond the size are trimmed on publish, and entries and idle streams age out on
+//! the hub's timeouts, which the run makes at every deadline the hub reports.
 //!
 //! Where an outcome depends on policy the model does not replay (the rate limiter,
 //! the quota, name validation), the model reads the outcome from the reply the hub
@@ -44,6 +63,7 @@
 //! - `routing`: who an announce, a channel message, `/to` or `send` reaches;
 //! - `expect`: the frames a step must produce, the hub's outputs read back, and the
 //!   comparison of the two (departures, events, timers);
+//! - `history`: the channels' streams, offsets, positions and recoveries;
 //! - `presence`: the presence rules: snapshots, deltas, the cap and the resync;
 //! - `render`: turning a frame spec into bytes in a connection's dialect.
 
@@ -112,7 +132,8 @@ const PUBLISHABLE_KEY: &str = "pk_live";
 
 /// The hub's configuration for a run. Limits are small so that every limit path is
 /// reached in a few operations; bits of `variant` switch anonymous access, a quota,
-/// a tiny frame limit and a generous rate.
+/// a tiny frame limit, a generous rate, warning every token before expiry and
+/// channel history ([`HISTORY_BIT`]).
 pub fn run_config(variant: u8) -> Config {
     let mut config = keyed_config();
     let l = &mut config.limits;
@@ -158,12 +179,12 @@ pub fn run_config(variant: u8) -> Config {
             HistoryRule {
                 channels: "c/a".into(),
                 size: 2,
-                ttl: Duration::from_secs(4),
+                ttl: Duration::from_secs(5),
             },
             HistoryRule {
                 channels: "c/**".into(),
                 size: 3,
-                ttl: Duration::from_secs(6),
+                ttl: Duration::from_secs(10),
             },
         ];
     }

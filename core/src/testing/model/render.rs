@@ -123,11 +123,20 @@ impl Run {
             };
             let text = match kind {
                 0..4 => {
+                    let recovering = (b >> 3) & 7;
                     let target = if b & 6 == 6 {
-                        pick(a, &PATTERNS)
+                        pick(a, &PATTERNS).to_owned()
                     } else {
-                        channel(a)
+                        // A recovering subscribe to a common channel names a stream
+                        // whose epoch the model knows (if any), or it could only
+                        // fail on the epoch.
+                        let common = a % 8 < 4;
+                        common
+                            .then(|| self.resumable(idx, recovering, a))
+                            .flatten()
+                            .unwrap_or_else(|| channel(a).to_owned())
                     };
+                    let target = target.as_str();
                     let meta = if b & 1 == 1 {
                         r#","includeSenderMetadata":true"#
                     } else {
@@ -135,7 +144,7 @@ impl Run {
                     };
                     // With history on, `b`'s high bits pick a `recover` and `cc`'s
                     // how far off it is.
-                    let recover = self.recover_field(idx, target, (b >> 3) & 7, cc >> 4);
+                    let recover = self.recover_field(idx, target, recovering, cc >> 4);
                     format!(
                         r#"{{"type":"subscribe","channel":{}{meta}{recover}{rid}}}"#,
                         quoted(target)

@@ -112,12 +112,6 @@ impl Run {
             if idx == sender || !c.alive || c.tenant != tenant {
                 continue;
             }
-            // What a client reads from an offset it receives: where it stands.
-            if let (Some(o), Some(pos)) = (m.offset, c.positions.get_mut(channel))
-                && c.dialect == Dialect::Json
-            {
-                pos.0 = o;
-            }
             if members.contains_key(&idx) {
                 let exp = match c.dialect {
                     Dialect::Signaller => Exp::Raw(m.signaller_frame.clone()),
@@ -132,7 +126,10 @@ impl Run {
                             seq: sub.seq,
                         }
                     }
-                    _ => message(c.subs.get(channel).is_some_and(|s| s.meta)),
+                    _ => {
+                        c.saw_offset(channel, m.offset);
+                        message(c.subs.get(channel).is_some_and(|s| s.meta))
+                    }
                 };
                 fx.expect(idx, exp);
                 continue;
@@ -144,6 +141,7 @@ impl Run {
                 .peekable();
             if matching.peek().is_some() {
                 let meta = matching.any(|(_, m)| *m);
+                c.saw_offset(channel, m.offset);
                 fx.expect(idx, message(meta));
             }
         }

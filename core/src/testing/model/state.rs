@@ -81,6 +81,14 @@ impl Conn {
         self.grants().is_some_and(|g| g.perms.contains(perm))
     }
 
+    /// A JSON message on `channel` with `offset` reached it: a client reads where
+    /// the stream stands from it (in the epoch it last heard of).
+    pub(super) fn saw_offset(&mut self, channel: &str, offset: Option<u64>) {
+        if let (Some(o), Some(pos)) = (offset, self.positions.get_mut(channel)) {
+            pos.0 = o;
+        }
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.auth {
             Auth::Pending { deadline } => Some(*deadline),
