@@ -29,6 +29,13 @@ pub(crate) enum Seen {
     Welcome(String),
     /// JSON `ack`, with the request id literal.
     Ack(String),
+    /// JSON `ack` of a subscribe that says where a channel's stream stands
+    /// (`offset`, `epoch`) or whether it recovered (`recovered`).
+    Positioned {
+        rid: String,
+        position: Option<(u64, String)>,
+        recovered: Option<bool>,
+    },
     /// JSON `token_expiring`.
     TokenExpiring,
     /// JSON `error` naming a `channel`: a subscription the refreshed grants ended.
@@ -39,6 +46,8 @@ pub(crate) enum Seen {
         from: String,
         data: Bytes,
         with_meta: bool,
+        /// Its place in the channel's history, where the channel keeps one.
+        offset: Option<u64>,
     },
     /// JSON `direct`.
     Direct { from: String, data: Bytes },
@@ -84,6 +93,9 @@ struct JsonFrame<'a> {
     snapshot: Option<bool>,
     truncated: Option<bool>,
     expires_at: Option<u64>,
+    offset: Option<u64>,
+    epoch: Option<String>,
+    recovered: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -163,7 +175,30 @@ fn parse_json(frame: &Bytes) -> Seen {
     };
     match f.kind.as_str() {
         "welcome" => Seen::Welcome(f.peer_id.expect("welcome has peerId")),
-        "ack" => Seen::Ack(f.request_id.expect("ack has requestId").get().to_owned()),
+        "ack" => {
+            let rid = f.request_id.expect("ack has requestId").get().to_owned();
+            let position = match (f.offset, f.epoch) {
+                (Some(offset), Some(epoch)) => {
+                    let hex = epoch.len() == 16
+                        && epoch
+                            .bytes()
+                            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                    assert!(hex, "epoch is not 16 hex digits: {frame:?}");
+                    Some((offset, epoch))
+                }
+                (None, None) => None,
+                _ => panic!("an ack with half a position: {frame:?}"),
+            };
+            if position.is_none() && f.recovered.is_none() {
+                Seen::Ack(rid)
+            } else {
+                Seen::Positioned {
+                    rid,
+                    position,
+                    recovered: f.recovered,
+                }
+            }
+        }
         "error" => match f.channel {
             Some(channel) => {
                 assert_eq!(
@@ -184,6 +219,7 @@ fn parse_json(frame: &Bytes) -> Seen {
             from: f.from.expect("message has from"),
             data: data(f.data),
             with_meta: f.from_metadata.is_some(),
+            offset: f.offset,
         },
         "direct" => Seen::Direct {
             from: f.from.expect("direct has from"),

@@ -9,7 +9,7 @@ use super::expect::{Effects, Exp};
 use super::routing::Delivery;
 use super::state::{Auth, Sub, before_has};
 use crate::Dialect;
-use crate::testing::frames::pipe_escaped;
+use crate::testing::frames::{Seen, pipe_escaped};
 use crate::token::Permissions;
 use crate::wire::Command;
 
@@ -143,7 +143,15 @@ impl Run {
 
     /// The hub accepted `cmd` (no error, no close): check it was allowed, update the
     /// model and say what everyone must receive.
-    pub(super) fn accepted(&mut self, idx: usize, cmd: Command, fx: &mut Effects) {
+    /// `seen` is what the sender received (a new history stream's epoch is learned
+    /// from it).
+    pub(super) fn accepted(
+        &mut self,
+        idx: usize,
+        cmd: Command,
+        seen: &[(Seen, Bytes)],
+        fx: &mut Effects,
+    ) {
         self.coverage.add(match &cmd {
             Command::Announce(_) => "accepted announce",
             Command::Leave(_) => "accepted leave",
@@ -266,6 +274,8 @@ impl Run {
                     data: None,
                     command: Some(s.name),
                     event: None,
+                    // Room traffic is not stored.
+                    offset: None,
                 };
                 self.deliver(idx, &message, fx);
             }
@@ -299,7 +309,8 @@ impl Run {
                 let was_in = before_has(&self.membership(), &key, &peer);
                 let c = &mut self.conns[idx];
                 if wildcard {
-                    c.patterns.insert(s.channel, s.include_sender_metadata);
+                    c.patterns
+                        .insert(s.channel.clone(), s.include_sender_metadata);
                 } else {
                     c.subs.insert(
                         s.channel.clone(),
@@ -327,8 +338,40 @@ impl Run {
                         }
                     }
                 }
-                if let Some(rid) = &s.request_id {
-                    fx.expect(idx, Exp::Ack(rid.as_json().to_owned()));
+                let rid = s.request_id.as_ref().map(|r| r.as_json().to_owned());
+                let json = self.conns[idx].dialect == Dialect::Json;
+                if !json || (wildcard && s.recover.is_none()) {
+                    if let Some(rid) = rid {
+                        fx.expect(idx, Exp::Ack(rid));
+                    }
+                } else if wildcard {
+                    // A pattern spans many streams: nothing to resume.
+                    self.coverage.add("history: not recovered: pattern");
+                    if let Some(rid) = rid {
+                        fx.expect(
+                            idx,
+                            Exp::Positioned {
+                                rid,
+                                position: None,
+                                recovered: Some(false),
+                            },
+                        );
+                    }
+                } else {
+                    let answer = self.position(
+                        idx,
+                        &s.channel,
+                        rid.as_deref(),
+                        s.recover.as_ref(),
+                        s.include_sender_metadata,
+                        seen,
+                    );
+                    let mut first = answer.replay;
+                    first.extend(answer.ack);
+                    for e in &first {
+                        fx.expect(idx, e.clone());
+                    }
+                    fx.in_order = Some((idx, first));
                 }
             }
             Command::Unsubscribe(u) => {
@@ -364,6 +407,7 @@ impl Run {
                     ));
                 }
                 let raw = Bytes::from(raw);
+                let offset = self.store(&(tenant, p.channel.clone()), &from, &p.data);
                 let message = Delivery {
                     channel: &p.channel,
                     from: &from,
@@ -371,6 +415,7 @@ impl Run {
                     data: Some(p.data.clone()),
                     command: None,
                     event: p.event.as_deref(),
+                    offset,
                 };
                 self.deliver(idx, &message, fx);
                 if let Some(rid) = &p.request_id {

@@ -30,6 +30,13 @@ pub(super) enum Exp {
     Error(String),
     Welcome(Option<String>),
     Ack(String),
+    /// The ack of a subscribe to a channel with a history (its position) or that
+    /// asked to recover (`recovered`).
+    Positioned {
+        rid: String,
+        position: Option<(u64, String)>,
+        recovered: Option<bool>,
+    },
     TokenExpiring,
     /// A subscription the refreshed grants no longer allow ended.
     Ended(String),
@@ -40,6 +47,8 @@ pub(super) enum Exp {
         data: Option<Bytes>,
         command: Option<String>,
         meta: bool,
+        /// Its offset in the channel's history (`None`: the channel keeps none).
+        offset: Option<u64>,
     },
     Direct {
         from: String,
@@ -73,6 +82,18 @@ impl Exp {
             (Self::Error(c), Seen::Error(code)) => c == code,
             (Self::Welcome(p), Seen::Welcome(peer)) => p.as_ref().is_none_or(|p| p == peer),
             (Self::Ack(r), Seen::Ack(rid)) => r == rid,
+            (
+                Self::Positioned {
+                    rid,
+                    position,
+                    recovered,
+                },
+                Seen::Positioned {
+                    rid: r,
+                    position: p,
+                    recovered: got,
+                },
+            ) => rid == r && position == p && recovered == got,
             (Self::TokenExpiring, Seen::TokenExpiring) => true,
             (Self::Ended(c), Seen::Ended(ch)) => c == ch,
             (
@@ -82,16 +103,19 @@ impl Exp {
                     data,
                     command,
                     meta,
+                    offset,
                 },
                 Seen::Message {
                     channel: ch,
                     from: f,
                     data: d,
                     with_meta,
+                    offset: o,
                 },
             ) => {
                 channel == ch
                     && from == f
+                    && offset == o
                     && meta == with_meta
                     && data.as_ref().is_none_or(|data| data == d)
                     && command.as_ref().is_none_or(|name| {
@@ -158,6 +182,9 @@ pub(super) struct Effects {
     /// The sender refreshed its token: the pattern subscriptions the hub ended are
     /// read from its frames.
     pub(super) refreshed: Option<usize>,
+    /// Frames a connection must receive first, in this order (a recovery's replay,
+    /// then its ack); they are also in `exp`.
+    pub(super) in_order: Option<(usize, Vec<Exp>)>,
 }
 
 impl Effects {
@@ -251,6 +278,18 @@ impl Run {
     ) {
         if let Some(idx) = fx.refreshed {
             self.patterns_ended(idx, &obs, &mut fx);
+        }
+        if let Some((m, first)) = &fx.in_order {
+            let seen = obs.sends.get(m).map_or(&[][..], Vec::as_slice);
+            let in_order = first.len() <= seen.len()
+                && first
+                    .iter()
+                    .zip(seen)
+                    .all(|(e, (s, raw))| e.matches(s, raw));
+            self.check(
+                in_order,
+                format!("#{m} must first get {first:?} in this order, got {seen:?}"),
+            );
         }
         let after = self.membership();
         let mut lefts = Vec::new();
@@ -346,6 +385,7 @@ impl Run {
             .iter()
             .filter(|c| c.alive)
             .filter_map(Conn::deadline)
+            .chain(self.history_deadline())
             .min();
         self.check(
             self.hub.poll_timeout() == next,

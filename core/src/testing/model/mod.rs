@@ -7,7 +7,8 @@
 //! parses every frame the hub emitted and checks it against that account:
 //!
 //! - the hub's own `check_invariants()` holds, and `poll_timeout()` is exactly the
-//!   model's earliest auth deadline or token expiry (closes fire on time, never early);
+//!   model's earliest auth deadline, token warning or expiry, or history aging
+//!   (closes fire on time, never early);
 //! - every frame a connection receives was expected, and every expected frame came:
 //!   a message or pass-through only reaches connections subscribed to its channel
 //!   (exactly or by a pattern) or in its room, whose grants allow that channel, and
@@ -23,7 +24,25 @@
 //!   grant, channel limit), and the codes of refusals are consistent with the model;
 //! - tokens are accepted exactly when the model says they are valid, and refused with
 //!   4002 exactly when expired;
-//! - once every connection is closed, `hub.is_empty()`.
+//! - once every connection is closed, `hub.is_empty()`, and once the history has
+//!   aged out too, no timer is left.
+//!
+//! # History
+//!
+//! With [`HISTORY_BIT`] in the variant, `c/a` keeps 2 messages for 5 s and the rest
+//! of `c/**` 3 for 10 s (one node). The model keeps each (tenant, channel) stream:
+//! its epoch, learned from the first ack that names it (the hex is the hub's
+//! choice), then held fixed while the stream lives and required to be new after it
+//! was forgotten; its top offset; the kept messages with their times; its last use.
+//! It checks the `offset` of every JSON `message` on such a channel (none on room
+//! traffic or channels without a rule), the `offset`/`epoch` of each subscribe's
+//! ack, and for a subscribe with `recover` (its position drawn from what the
+//! connection last saw, the stream's top or start, a future offset, another epoch)
+//! exactly the replayed messages, in order, before the ack, and `recovered`: true
+//! only for the live epoch, an offset not past the top and nothing missing after
+//! it; `recovered:false` alone on a pattern or a channel without a rule. Entries
+//! beyond the size are trimmed on publish, and entries and idle streams age out on
+//! the hub's timeouts, which the run makes at every deadline the hub reports.
 //!
 //! Where an outcome depends on policy the model does not replay (the rate limiter,
 //! the quota, name validation), the model reads the outcome from the reply the hub
@@ -44,11 +63,13 @@
 //! - `routing`: who an announce, a channel message, `/to` or `send` reaches;
 //! - `expect`: the frames a step must produce, the hub's outputs read back, and the
 //!   comparison of the two (departures, events, timers);
+//! - `history`: the channels' streams, offsets, positions and recoveries;
 //! - `presence`: the presence rules: snapshots, deltas, the cap and the resync;
 //! - `render`: turning a frame spec into bytes in a connection's dialect.
 
 mod commands;
 mod expect;
+mod history;
 mod presence;
 mod render;
 mod routing;
@@ -60,11 +81,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use self::history::Streams;
 use self::state::Conn;
 use self::tokens::TokenInfo;
 use super::ops::{Op, decode_ops};
 use super::{TEST_UNIX_MS, keyed_config};
-use crate::config::{Grant, PublishableKey, Quota};
+use crate::config::{Grant, HistoryRule, PublishableKey, Quota};
 use crate::token::Permissions;
 use crate::{Config, ConnId, Dialect, Hub, Input};
 
@@ -110,7 +132,8 @@ const PUBLISHABLE_KEY: &str = "pk_live";
 
 /// The hub's configuration for a run. Limits are small so that every limit path is
 /// reached in a few operations; bits of `variant` switch anonymous access, a quota,
-/// a tiny frame limit and a generous rate.
+/// a tiny frame limit, a generous rate, warning every token before expiry and
+/// channel history ([`HISTORY_BIT`]).
 pub fn run_config(variant: u8) -> Config {
     let mut config = keyed_config();
     let l = &mut config.limits;
@@ -148,8 +171,28 @@ pub fn run_config(variant: u8) -> Config {
     // Shorter than a short-lived token's 20 s, so a refreshed one is warned on time.
     config.auth.refresh_warning = Duration::from_secs(10);
     config.auth.refresh_warning_all = variant & 0x40 != 0;
+    if variant & HISTORY_BIT != 0 {
+        // `c/a` keeps less than the rest of `c/**` (the first rule wins); both are
+        // short enough that messages are trimmed, age out and streams are forgotten
+        // within a run's few seconds of virtual time.
+        config.history = vec![
+            HistoryRule {
+                channels: "c/a".into(),
+                size: 2,
+                ttl: Duration::from_secs(5),
+            },
+            HistoryRule {
+                channels: "c/**".into(),
+                size: 3,
+                ttl: Duration::from_secs(10),
+            },
+        ];
+    }
     config
 }
+
+/// The bit of a run's variant that turns channel history on (see [`run_config`]).
+pub const HISTORY_BIT: u8 = 0x80;
 
 /// The hub, the model and the virtual clock of one run.
 pub struct Run {
@@ -160,6 +203,7 @@ pub struct Run {
     conns: Vec<Conn>,
     by_id: BTreeMap<ConnId, usize>,
     tokens: BTreeMap<String, TokenInfo>,
+    streams: Streams,
     trace: Vec<String>,
     coverage: Coverage,
 }
@@ -181,6 +225,7 @@ impl Run {
             conns: Vec::new(),
             by_id: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            streams: Streams::default(),
             trace: vec![format!("variant {variant}")],
             coverage: Coverage::default(),
         }
@@ -257,6 +302,11 @@ impl Run {
             self.hub.is_empty(),
             "hub not empty after every connection closed",
         );
+        // Channel history outlives connections, and ages out on its own clock.
+        if self.history_held() {
+            self.advance(crate::testing::ops::Step::Hour);
+            self.check(!self.history_held(), "history kept for an hour");
+        }
         self.check(
             self.hub.poll_timeout().is_none(),
             "a timer outlived every connection",

@@ -90,10 +90,12 @@ impl Run {
                 pick(i >> 2, &PEERS).to_owned()
             }
         };
-        // Mostly a valid channel (r1 and r2 twice as often), else anything.
+        // Mostly a valid channel (r1 and r2 twice as often, or with history on c/a
+        // and c/b, so that streams fill), else anything.
+        let common = usize::from(!self.config.history.is_empty()) * 2;
         let channel = |i: u8| -> &'static str {
             match i % 8 {
-                0..4 => CHANNELS[usize::from(i >> 3) % 2],
+                0..4 => CHANNELS[common + usize::from(i >> 3) % 2],
                 4..7 => CHANNELS[usize::from(i >> 3) % 5],
                 _ => pick(i >> 3, &CHANNELS),
             }
@@ -121,18 +123,30 @@ impl Run {
             };
             let text = match kind {
                 0..4 => {
+                    let recovering = (b >> 3) & 7;
                     let target = if b & 6 == 6 {
-                        pick(a, &PATTERNS)
+                        pick(a, &PATTERNS).to_owned()
                     } else {
-                        channel(a)
+                        // A recovering subscribe to a common channel names a stream
+                        // whose epoch the model knows (if any), or it could only
+                        // fail on the epoch.
+                        let common = a % 8 < 4;
+                        common
+                            .then(|| self.resumable(idx, recovering, a))
+                            .flatten()
+                            .unwrap_or_else(|| channel(a).to_owned())
                     };
+                    let target = target.as_str();
                     let meta = if b & 1 == 1 {
                         r#","includeSenderMetadata":true"#
                     } else {
                         ""
                     };
+                    // With history on, `b`'s high bits pick a `recover` and `cc`'s
+                    // how far off it is.
+                    let recover = self.recover_field(idx, target, recovering, cc >> 4);
                     format!(
-                        r#"{{"type":"subscribe","channel":{}{meta}{rid}}}"#,
+                        r#"{{"type":"subscribe","channel":{}{meta}{recover}{rid}}}"#,
                         quoted(target)
                     )
                 }
@@ -248,8 +262,9 @@ impl Run {
             14 => "-2.5e1".to_owned(),
             n => quoted(&format!("q{n}|")),
         };
+        let common = usize::from(!self.config.history.is_empty()) * 2;
         let channel = match a % 8 {
-            0..4 => CHANNELS[usize::from(a >> 3) % 2],
+            0..4 => CHANNELS[common + usize::from(a >> 3) % 2],
             4..7 => CHANNELS[usize::from(a >> 3) % 5],
             _ => pick(a >> 3, &CHANNELS),
         };

@@ -25,6 +25,9 @@ pub(super) struct Delivery<'a> {
     pub(super) command: Option<String>,
     /// The Broadcaster event the publisher named.
     pub(super) event: Option<&'a str>,
+    /// Its offset in the channel's history, where the channel keeps one (JSON
+    /// frames say it).
+    pub(super) offset: Option<u64>,
 }
 
 impl Run {
@@ -103,6 +106,7 @@ impl Run {
             data: m.data.clone(),
             command: m.command.clone(),
             meta,
+            offset: m.offset,
         };
         for (idx, c) in self.conns.iter_mut().enumerate() {
             if idx == sender || !c.alive || c.tenant != tenant {
@@ -122,7 +126,10 @@ impl Run {
                             seq: sub.seq,
                         }
                     }
-                    _ => message(c.subs.get(channel).is_some_and(|s| s.meta)),
+                    _ => {
+                        c.saw_offset(channel, m.offset);
+                        message(c.subs.get(channel).is_some_and(|s| s.meta))
+                    }
                 };
                 fx.expect(idx, exp);
                 continue;
@@ -134,6 +141,7 @@ impl Run {
                 .peekable();
             if matching.peek().is_some() {
                 let meta = matching.any(|(_, m)| *m);
+                c.saw_offset(channel, m.offset);
                 fx.expect(idx, message(meta));
             }
         }

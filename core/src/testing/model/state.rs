@@ -64,6 +64,9 @@ pub(super) struct Conn {
     pub(super) views: BTreeMap<String, View>,
     /// It has refreshed its token once, so it is warned before expiry.
     pub(super) refreshes: bool,
+    /// Where it last saw each history channel's stream stand (offset, epoch): what a
+    /// client would put in `recover`.
+    pub(super) positions: BTreeMap<String, (u64, String)>,
 }
 
 impl Conn {
@@ -76,6 +79,14 @@ impl Conn {
 
     pub(super) fn can(&self, perm: Permissions) -> bool {
         self.grants().is_some_and(|g| g.perms.contains(perm))
+    }
+
+    /// A JSON message on `channel` with `offset` reached it: a client reads where
+    /// the stream stands from it (in the epoch it last heard of).
+    pub(super) fn saw_offset(&mut self, channel: &str, offset: Option<u64>) {
+        if let (Some(o), Some(pos)) = (offset, self.positions.get_mut(channel)) {
+            pos.0 = o;
+        }
     }
 
     pub(super) fn deadline(&self) -> Option<Instant> {

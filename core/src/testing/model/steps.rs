@@ -64,6 +64,7 @@ impl Run {
             patterns: BTreeMap::new(),
             views: BTreeMap::new(),
             refreshes: false,
+            positions: BTreeMap::new(),
         });
         self.trace.push(format!("  opened #{idx} = {id}"));
         let obs = self.drain();
@@ -186,6 +187,7 @@ impl Run {
         ));
         let before = self.membership();
         self.hub.handle_timeout(now);
+        self.age_history(now);
         let obs = self.drain();
         // Timers fire one by one: a member closed by a later timer of this step still
         // gets the leaves of the earlier ones. Stage the membership per close.
@@ -331,7 +333,10 @@ impl Run {
                     self.refused(idx, &cmd, &code);
                     fx.expect(idx, Exp::Error(wire_error.unwrap_or_default()));
                 }
-                (Ok(cmd), None) => self.accepted(idx, cmd, &mut fx),
+                (Ok(cmd), None) => {
+                    let seen = obs.sends.get(&idx).map_or(&[][..], Vec::as_slice);
+                    self.accepted(idx, cmd, seen, &mut fx);
+                }
             }
         }
         self.settle(&before, obs, fx);

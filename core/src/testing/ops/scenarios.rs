@@ -128,6 +128,32 @@ pub fn scenarios() -> Vec<(&'static str, u8, Vec<Op>)> {
         Op::Advance(Step::Expiry), // alice warned at +12 s, closed at +27 s
         Op::Advance(Step::Expiry),
     ];
+    // History (variant bit 0x80: `c/a` keeps 2 messages for 5 s). JSON subscribe
+    // `b`: bits 3..6 pick the `recover` (3 own position, 5 from the start, 6 a
+    // future offset, 7 another epoch), bit 0 fromMetadata; `c`: request id q<c&15>,
+    // `c >> 4` how far off.
+    let recover = |pick: u8| pick << 3;
+    let history = vec![
+        open(true, full(0)),          // #0 alice
+        open(true, full(1)),          // #1 bob
+        built(0, subscribe, 0, 0, 3), // alice: c/a, offset 0, epoch learned
+        built(1, publish, 0, 0, 4),   // offsets 1, 2, 3: 1 trimmed
+        built(1, publish, 0, 1, 4),
+        built(1, publish, 0, 3, 4),
+        built(1, subscribe, 0, recover(5), 5), // bob from 0: trimmed, not recovered
+        built(0, unsubscribe, 0, 0, 6),        // alice misses offset 4
+        built(1, publish, 0, 5, 4),
+        built(0, subscribe, 0, recover(3) | 1, 7), // alice from 3: replays 4
+        built(0, subscribe, 0, recover(6), 8),     // a future offset
+        built(0, subscribe, 0, recover(7), 0x19),  // a made-up epoch
+        Op::Advance(Step::Millis(2550)),
+        Op::Advance(Step::Millis(2550)), // 5.1 s: aged out, the stream forgotten
+        built(1, publish, 0, 0, 4),      // a new life: offset 1
+        built(0, subscribe, 0, recover(3), 9), // alice's epoch is the old one
+        built(0, subscribe, 0, recover(3) | 6, 10), // c/*: a pattern has no position
+        built(0, subscribe, 4, recover(3), 11), // r1 keeps no history
+        Op::Advance(Step::Hour),
+    ];
     let mut flood = vec![open(true, full(0)), open(true, full(1))];
     flood.push(built(1, subscribe, 0, 0, 1));
     for i in 0..14 {
@@ -190,6 +216,7 @@ pub fn scenarios() -> Vec<(&'static str, u8, Vec<Op>)> {
         ("pubsub", 8, pubsub),
         ("in_band_auth", 8, in_band),
         ("refresh", 8, refresh),
+        ("history", 0x88, history),
         ("flood", 10, flood),
         ("anonymous", 9, anonymous),
     ]
