@@ -533,3 +533,45 @@ fn a_broadcaster_client_authenticates_in_band_with_an_access_token() {
         "the subscribe list does not hold out/*: {out:?}"
     );
 }
+
+#[test]
+fn an_access_token_connection_refreshes_with_another_access_token_of_its_tenant_only() {
+    let mut first = t1();
+    first.expires_at = Some(TEST_UNIX + 60);
+    let mut later = AccessToken::new("t2", hash_secret(SECRET));
+    later.tenants = vec!["acme".into()];
+    later.subscribe = vec!["in/*".into()];
+    later.expires_at = Some(TEST_UNIX + 3600);
+    let mut elsewhere = AccessToken::new("t3", hash_secret(SECRET));
+    elsewhere.tenants = vec!["globex".into()];
+    let mut t = TestHub::with_config(config(vec![first, later, elsewhere]));
+    t.connect_with("at", open(&at("t1"), None, None));
+    t.take("at");
+    let refresh = |token: &str, rid: &str| serde_json::json!({"type": "refresh", "token": token, "requestId": rid});
+    // A JWT cannot stand in for an access token, nor a token of another tenant.
+    let got = ask(&mut t, "at", refresh(&jwt("x", "acme"), "r1"));
+    assert!(got[0].contains(r#""code":"invalid_token""#), "{got:?}");
+    assert!(got[0].contains("kind"), "{got:?}");
+    let got = ask(&mut t, "at", refresh(&at("t3"), "r2"));
+    assert!(got[0].contains("another tenant"), "{got:?}");
+    // The same tenant's later token: acked with its expiry, and it outlives the first.
+    let got = ask(&mut t, "at", refresh(&at("t2"), "r3"));
+    assert_eq!(
+        got,
+        [format!(
+            r#"{{"type":"ack","requestId":"r3","expiresAt":{}}}"#,
+            TEST_UNIX + 3600
+        )]
+    );
+    t.advance(Duration::from_secs(120));
+    let got = ask(
+        &mut t,
+        "at",
+        serde_json::json!({"type": "subscribe", "channel": "in/x", "requestId": "s"}),
+    );
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some(ack("s").as_str()),
+        "{got:?}"
+    );
+}
