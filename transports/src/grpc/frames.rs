@@ -3,9 +3,11 @@
 //! Inbound, a `ClientFrame` becomes the JSON frame a WebSocket client would send for
 //! it, and [`Dialect::Json`](switchyard_core::Dialect::Json) decodes it like any
 //! other: one grammar, one set of refusals. Outbound, each JSON frame the hub sends
-//! (`welcome`, `ack`, `error`, `message`, `direct`, `presence`, `going_away`) is read
-//! into its `ServerFrame`. Payloads are the JSON text of the value, spliced through
-//! unparsed both ways.
+//! (`welcome`, `ack`, `error`, `message`, `direct`, `presence`, `going_away`,
+//! `token_expiring`) is read into its `ServerFrame`. Payloads are the JSON text of the
+//! value, spliced through unparsed both ways. History fields (`recover`, `offset`,
+//! `epoch`, `recovered`) and a refresh's `expiresAt` map to the proto's optional fields:
+//! absent in one is absent in the other (a `null` `expiresAt` is absent too).
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -29,6 +31,12 @@ pub fn client_frame_json(frame: &pb::ClientFrame) -> Bytes {
             if s.include_sender_metadata {
                 out.raw("includeSenderMetadata", b"true");
             }
+            if let Some(at) = &s.recover {
+                let mut recover = Json::new();
+                recover.raw("offset", at.offset.to_string().as_bytes());
+                recover.str("epoch", &at.epoch);
+                out.raw("recover", &recover.finish());
+            }
         }
         client_frame::Kind::Unsubscribe(u) => {
             out.str("type", "unsubscribe");
@@ -48,6 +56,11 @@ pub fn client_frame_json(frame: &pb::ClientFrame) -> Bytes {
             out.str("to", &s.to);
             out.opt_str("requestId", &s.request_id);
             out.payload(&s.payload);
+        }
+        client_frame::Kind::Refresh(r) => {
+            out.str("type", "refresh");
+            out.str("token", &r.token);
+            out.opt_str("requestId", &r.request_id);
         }
     }
     out.finish()
@@ -145,6 +158,9 @@ struct Outbound<'a> {
     truncated: bool,
     #[serde(default)]
     retry_after_ms: u64,
+    offset: Option<u64>,
+    epoch: Option<String>,
+    recovered: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -203,11 +219,16 @@ pub fn server_frame(json: &[u8]) -> Option<pb::ServerFrame> {
         }),
         "ack" => server_frame::Kind::Ack(pb::Ack {
             request_id: o.request_id.unwrap_or_default(),
+            offset: o.offset,
+            epoch: o.epoch,
+            recovered: o.recovered,
+            expires_at: o.expires_at,
         }),
         "error" => server_frame::Kind::Error(pb::Error {
             code: o.code,
             message: o.message,
             request_id: o.request_id.unwrap_or_default(),
+            channel: o.channel,
         }),
         "message" => server_frame::Kind::Message(pb::Message {
             tenant: o.tenant,
@@ -216,6 +237,7 @@ pub fn server_frame(json: &[u8]) -> Option<pb::ServerFrame> {
             payload: payload(o.data),
             event: o.event,
             from_metadata_json: object(o.from_metadata),
+            offset: o.offset,
         }),
         "direct" => server_frame::Kind::Direct(pb::Direct {
             from: o.from,
@@ -240,6 +262,9 @@ pub fn server_frame(json: &[u8]) -> Option<pb::ServerFrame> {
         }),
         "going_away" => server_frame::Kind::GoingAway(pb::GoingAway {
             retry_after_ms: o.retry_after_ms,
+        }),
+        "token_expiring" => server_frame::Kind::TokenExpiring(pb::TokenExpiring {
+            expires_at: o.expires_at.unwrap_or_default(),
         }),
         _ => return None,
     };
@@ -329,5 +354,141 @@ mod tests {
             panic!("an error");
         };
         assert_eq!((&e.code[..], &e.request_id[..]), ("malformed", "r"));
+    }
+
+    #[test]
+    fn a_subscribe_with_recover_is_the_json_dialects_recover() {
+        let frame = pb::ClientFrame {
+            kind: Some(client_frame::Kind::Subscribe(pb::Subscribe {
+                channel: "chat/lobby".into(),
+                request_id: "sub-3".into(),
+                recover: Some(pb::Position {
+                    offset: 41,
+                    epoch: "9f2c4e1a7b3d5c60".into(),
+                }),
+                ..Default::default()
+            })),
+        };
+        let json = client_frame_json(&frame);
+        assert_eq!(
+            &json[..],
+            br#"{"type":"subscribe","channel":"chat/lobby","requestId":"sub-3","recover":{"offset":41,"epoch":"9f2c4e1a7b3d5c60"}}"#
+        );
+        let Ok(Command::Subscribe(s)) = Dialect::Json.decode(json) else {
+            panic!("decodes as a subscribe");
+        };
+        let recover = s.recover.expect("a recover position");
+        assert_eq!(
+            (recover.offset, &recover.epoch[..]),
+            (41, "9f2c4e1a7b3d5c60")
+        );
+
+        let plain = pb::ClientFrame {
+            kind: Some(client_frame::Kind::Subscribe(pb::Subscribe {
+                channel: "chat/lobby".into(),
+                ..Default::default()
+            })),
+        };
+        let Ok(Command::Subscribe(s)) = Dialect::Json.decode(client_frame_json(&plain)) else {
+            panic!("decodes as a subscribe");
+        };
+        assert_eq!(s.recover, None, "no recover without a position");
+    }
+
+    #[test]
+    fn a_refresh_is_the_json_dialects_refresh() {
+        let frame = pb::ClientFrame {
+            kind: Some(client_frame::Kind::Refresh(pb::Refresh {
+                token: "AT_new".into(),
+                request_id: "r1".into(),
+            })),
+        };
+        let json = client_frame_json(&frame);
+        assert_eq!(
+            &json[..],
+            br#"{"type":"refresh","token":"AT_new","requestId":"r1"}"#
+        );
+        let Ok(Command::Refresh(auth)) = Dialect::Json.decode(json) else {
+            panic!("decodes as a refresh");
+        };
+        assert_eq!(auth.token.0, "AT_new");
+    }
+
+    fn ack(json: &[u8]) -> pb::Ack {
+        let Some(server_frame::Kind::Ack(ack)) = server_frame(json).and_then(|f| f.kind) else {
+            panic!("an ack");
+        };
+        ack
+    }
+
+    #[test]
+    fn history_acks_and_messages_carry_their_position() {
+        let a = ack(
+            br#"{"type":"ack","requestId":"sub-3","offset":57,"epoch":"9f2c4e1a7b3d5c60","recovered":true}"#,
+        );
+        assert_eq!(
+            (a.offset, a.epoch.as_deref(), a.recovered, a.expires_at),
+            (Some(57), Some("9f2c4e1a7b3d5c60"), Some(true), None)
+        );
+        let a = ack(br#"{"type":"ack","requestId":"s","offset":0,"epoch":"e"}"#);
+        assert_eq!(
+            (a.offset, a.recovered),
+            (Some(0), None),
+            "offset 0 is present"
+        );
+        let a = ack(br#"{"type":"ack","requestId":"s","recovered":false}"#);
+        assert_eq!(
+            (a.offset, a.epoch, a.recovered),
+            (None, None, Some(false)),
+            "no history: no position"
+        );
+        let a = ack(br#"{"type":"ack","requestId":"pub-1"}"#);
+        assert_eq!(
+            (
+                a.request_id.as_str(),
+                a.offset,
+                a.epoch,
+                a.recovered,
+                a.expires_at
+            ),
+            ("pub-1", None, None, None, None)
+        );
+
+        let history = br#"{"type":"message","channel":"chat/lobby","from":"alice","data":{"text":"hi"},"offset":57}"#;
+        let Some(server_frame::Kind::Message(m)) = server_frame(history).and_then(|f| f.kind)
+        else {
+            panic!("a message");
+        };
+        assert_eq!(
+            (m.offset, &m.payload[..]),
+            (Some(57), &br#"{"text":"hi"}"#[..])
+        );
+        let plain = br#"{"type":"message","channel":"room-1","from":"alice","data":"hi"}"#;
+        let Some(server_frame::Kind::Message(m)) = server_frame(plain).and_then(|f| f.kind) else {
+            panic!("a message");
+        };
+        assert_eq!(m.offset, None);
+    }
+
+    #[test]
+    fn refresh_frames_become_typed_frames() {
+        let a = ack(br#"{"type":"ack","requestId":"r1","expiresAt":1700007200}"#);
+        assert_eq!((a.expires_at, a.offset), (Some(1_700_007_200), None));
+        let a = ack(br#"{"type":"ack","requestId":"r1","expiresAt":null}"#);
+        assert_eq!(a.expires_at, None, "a token that does not expire");
+
+        let warning = br#"{"type":"token_expiring","expiresAt":1700003600}"#;
+        let Some(server_frame::Kind::TokenExpiring(t)) = server_frame(warning).and_then(|f| f.kind)
+        else {
+            panic!("a token_expiring");
+        };
+        assert_eq!(t.expires_at, 1_700_003_600);
+
+        let ended =
+            br#"{"type":"error","code":"channel_not_authorized","message":"m","channel":"room-1"}"#;
+        let Some(server_frame::Kind::Error(e)) = server_frame(ended).and_then(|f| f.kind) else {
+            panic!("an error");
+        };
+        assert_eq!((&e.channel[..], &e.request_id[..]), ("room-1", ""));
     }
 }

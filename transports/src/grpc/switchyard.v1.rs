@@ -2,7 +2,7 @@
 /// What a client sends: one command per message.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ClientFrame {
-    #[prost(oneof = "client_frame::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "client_frame::Kind", tags = "1, 2, 3, 4, 5")]
     pub kind: ::core::option::Option<client_frame::Kind>,
 }
 /// Nested message and enum types in `ClientFrame`.
@@ -17,6 +17,8 @@ pub mod client_frame {
         Publish(super::Publish),
         #[prost(message, tag = "4")]
         Send(super::Send),
+        #[prost(message, tag = "5")]
+        Refresh(super::Refresh),
     }
 }
 /// Start receiving a channel or a pattern (`rooms/*`, `app/**`).
@@ -33,6 +35,18 @@ pub struct Subscribe {
     /// Every `Message` on this subscription carries `from_metadata_json`.
     #[prost(bool, tag = "4")]
     pub include_sender_metadata: bool,
+    /// On a channel with a history: replay what came after this position before the
+    /// `Ack` (docs/protocol.md, "History and recovery"). Absent: no replay.
+    #[prost(message, optional, tag = "5")]
+    pub recover: ::core::option::Option<Position>,
+}
+/// A point in a history channel's stream: an offset within one epoch.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Position {
+    #[prost(uint64, tag = "1")]
+    pub offset: u64,
+    #[prost(string, tag = "2")]
+    pub epoch: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Unsubscribe {
@@ -67,10 +81,20 @@ pub struct Send {
     #[prost(string, tag = "3")]
     pub request_id: ::prost::alloc::string::String,
 }
+/// Replace the connection's token in place (docs/protocol.md, "Token refresh");
+/// answered by an `Ack` with the new token's `expires_at`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Refresh {
+    /// A JWT or an access token `AT_…`, the same kind the connection has.
+    #[prost(string, tag = "1")]
+    pub token: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub request_id: ::prost::alloc::string::String,
+}
 /// What the server sends.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ServerFrame {
-    #[prost(oneof = "server_frame::Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "server_frame::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: ::core::option::Option<server_frame::Kind>,
 }
 /// Nested message and enum types in `ServerFrame`.
@@ -91,6 +115,8 @@ pub mod server_frame {
         Presence(super::Presence),
         #[prost(message, tag = "7")]
         GoingAway(super::GoingAway),
+        #[prost(message, tag = "8")]
+        TokenExpiring(super::TokenExpiring),
     }
 }
 /// The first frame of an authenticated connection.
@@ -98,7 +124,7 @@ pub mod server_frame {
 pub struct Welcome {
     #[prost(string, tag = "1")]
     pub peer_id: ::prost::alloc::string::String,
-    /// Unix milliseconds.
+    /// Unix seconds.
     #[prost(uint64, tag = "2")]
     pub server_time: u64,
     /// Unix seconds; absent for credentials that do not expire.
@@ -117,6 +143,20 @@ pub struct Welcome {
 pub struct Ack {
     #[prost(string, tag = "1")]
     pub request_id: ::prost::alloc::string::String,
+    /// A subscribe to a channel with a history: the last offset handed out (0 when
+    /// none yet) and the stream's epoch.
+    #[prost(uint64, optional, tag = "2")]
+    pub offset: ::core::option::Option<u64>,
+    #[prost(string, optional, tag = "3")]
+    pub epoch: ::core::option::Option<::prost::alloc::string::String>,
+    /// A subscribe that asked to `recover`: whether every missed message was replayed
+    /// before this ack.
+    #[prost(bool, optional, tag = "4")]
+    pub recovered: ::core::option::Option<bool>,
+    /// A `Refresh`: the new token's expiry, unix seconds; absent for a token that does
+    /// not expire.
+    #[prost(uint64, optional, tag = "5")]
+    pub expires_at: ::core::option::Option<u64>,
 }
 /// A refused command; the connection goes on.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -128,6 +168,10 @@ pub struct Error {
     pub message: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub request_id: ::prost::alloc::string::String,
+    /// Set only on the error that ends a subscription a refreshed token no longer
+    /// allows (then there is no `request_id`).
+    #[prost(string, tag = "4")]
+    pub channel: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Message {
@@ -148,6 +192,9 @@ pub struct Message {
     /// The sender's presence metadata as a JSON object, when the subscription asked.
     #[prost(string, tag = "6")]
     pub from_metadata_json: ::prost::alloc::string::String,
+    /// On a channel with a history: the message's offset in the stream.
+    #[prost(uint64, optional, tag = "7")]
+    pub offset: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Direct {
@@ -189,6 +236,13 @@ pub struct PresencePeer {
 pub struct GoingAway {
     #[prost(uint64, tag = "1")]
     pub retry_after_ms: u64,
+}
+/// The connection's token expires soon: `Refresh` before then or be closed (4002).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TokenExpiring {
+    /// Unix seconds.
+    #[prost(uint64, tag = "1")]
+    pub expires_at: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PublishRequest {
