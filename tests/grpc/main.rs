@@ -3,15 +3,18 @@
 //! committed proto at test time) beside WebSocket, QUIC and TCP-line JSON peers in one
 //! channel; tokens in metadata, refusals as statuses carrying the close code (a bad
 //! token, the frame-size limit, a flood, a client that stops reading), unary
-//! `Publish` with an API key, a dropped stream's leave, and the listener under `[tls]`.
+//! `Publish` with an API key, a dropped stream's leave, history recovery and token
+//! refresh, and the listener under `[tls]`.
 //!
 //! One test binary (`cargo test --test grpc`): the tonic peer and the server's config
-//! are here, the tests in a module per topic (`peers`, `closes`, `python`, `tls`).
+//! are here, the tests in a module per topic (`peers`, `closes`, `history`, `python`,
+//! `tls`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod closes;
+mod history;
 mod peers;
 mod python;
 mod tls;
