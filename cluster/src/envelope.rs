@@ -74,7 +74,7 @@ impl Envelope {
             RemoteEvent::Stored(p) => WireEvent::Changed(Outbound::Publish(p)),
             RemoteEvent::State(state) => WireEvent::State(state),
             RemoteEvent::Gone => WireEvent::Gone,
-            RemoteEvent::Recovered(_) => return None,
+            RemoteEvent::Recovered(_) | RemoteEvent::NotStored(_) => return None,
         };
         Some(Self {
             node: remote.node,

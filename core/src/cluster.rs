@@ -266,4 +266,8 @@ pub enum RemoteEvent {
     Stored(Publication),
     /// The engine's answer to this node's [`Outbound::Recover`].
     Recovered(Recovered),
+    /// One of this node's own publications to a channel with a history that the
+    /// engine could not store (Redis unreachable): nobody receives it, and its
+    /// publisher is told so.
+    NotStored(Publication),
 }

@@ -120,6 +120,10 @@ pub enum ErrorCode {
     /// The connection already holds this subscription (The Broadcaster; the JSON
     /// dialect treats a repeated subscribe as a no-op).
     AlreadySubscribed,
+    /// The server cannot do it now: a cluster node could not have the message stored
+    /// by its engine (Redis unreachable), so it was not delivered. Retrying later may
+    /// succeed.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -147,6 +151,7 @@ impl ErrorCode {
             Self::AlreadyAuthenticated => "already_authenticated",
             Self::TenantNotAuthorized => "tenant_not_authorized",
             Self::AlreadySubscribed => "already_subscribed",
+            Self::Unavailable => "unavailable",
         }
     }
 }

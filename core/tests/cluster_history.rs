@@ -354,3 +354,51 @@ fn the_seam_has_no_gap_and_no_duplicate_in_any_interleaving() {
         }
     }
 }
+
+#[test]
+fn a_publisher_is_acked_once_the_engine_stored_its_message_or_told_it_was_not() {
+    let mut t = node();
+    connect(&mut t, "alice");
+    let send = |t: &mut TestHub, rid: &str| {
+        t.send(
+            "alice",
+            &format!(r#"{{"type":"publish","channel":"rooms/x","data":1,"requestId":"{rid}"}}"#),
+        );
+    };
+    let handed = |t: &mut TestHub| -> Publication {
+        let mut out = t.cluster_outputs().into_iter().filter_map(|o| match o {
+            Outbound::Publish(p) => Some(p),
+            _ => None,
+        });
+        out.next().expect("the publication for the engine")
+    };
+    send(&mut t, "p1");
+    assert!(
+        t.take("alice").is_empty(),
+        "no ack before the engine stored it"
+    );
+    let mut p = handed(&mut t);
+    p.offset = Some(1);
+    p.epoch = Some(EPOCH.into());
+    t.remote("a", RemoteEvent::Stored(p));
+    assert_eq!(t.take("alice"), [r#"{"type":"ack","requestId":"p1"}"#]);
+
+    send(&mut t, "p2");
+    let p = handed(&mut t);
+    t.remote("a", RemoteEvent::NotStored(p));
+    let got = frames(&mut t, "alice");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0]["code"].clone(), got[0]["requestId"].clone()),
+        ("unavailable".into(), "p2".into())
+    );
+
+    // A publisher gone before the answer: nothing to answer, nothing left waiting.
+    send(&mut t, "p3");
+    let mut p = handed(&mut t);
+    t.hard_close("alice");
+    p.offset = Some(2);
+    p.epoch = Some(EPOCH.into());
+    t.remote("a", RemoteEvent::Stored(p));
+    t.hub().check_invariants();
+}

@@ -275,6 +275,10 @@ async fn drop_while_waiting(ctx: &mut EngineContext, delay: Duration) -> bool {
                         event: switchyard_core::cluster::RemoteEvent::Recovered(answer),
                     }).await;
                 }
+                Some(switchyard_core::cluster::Outbound::Publish(p)) if p.history.is_some() => {
+                    EngineStatus::count(&ctx.status.dropped, 1);
+                    not_stored(ctx, p).await;
+                }
                 Some(_) => EngineStatus::count(&ctx.status.dropped, 1),
                 None => open = false,
             },
@@ -284,6 +288,18 @@ async fn drop_while_waiting(ctx: &mut EngineContext, delay: Duration) -> bool {
             },
         }
     }
+}
+
+/// Tells this node's hub that Redis did not store `p`: its publisher gets an
+/// `unavailable` error instead of an ack.
+async fn not_stored(ctx: &EngineContext, p: switchyard_core::cluster::Publication) {
+    let _ = ctx
+        .driver
+        .remote(switchyard_core::cluster::Remote {
+            node: ctx.node.clone(),
+            event: switchyard_core::cluster::RemoteEvent::NotStored(p),
+        })
+        .await;
 }
 
 /// `{"node":…,"event":{"state":<state>}}` around an already serialised state (it is

@@ -117,12 +117,15 @@ impl Session<'_> {
     ) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
         let mut n = 0u64;
+        // The history publications in `pipe`: their publishers hear if it fails.
+        let mut stored = Vec::new();
         let mut taken = 0u64;
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
                 Outbound::Recover(request) => {
-                    self.flush(ctx, commands, &mut pipe, &mut n).await?;
+                    self.flush(ctx, commands, &mut pipe, &mut n, &mut stored)
+                        .await?;
                     let answer = streams::read(commands, &self.engine.table_prefix, &request).await;
                     let _ = ctx
                         .driver
@@ -134,6 +137,7 @@ impl Session<'_> {
                 }
                 Outbound::Publish(p) if p.history.is_some() => {
                     let prefix = &self.engine.table_prefix;
+                    stored.push(p.clone());
                     streams::store_and_publish(&mut pipe, prefix, &self.engine.bus, &ctx.node, p);
                     n += 1;
                 }
@@ -159,7 +163,8 @@ impl Session<'_> {
                 None
             };
         }
-        self.flush(ctx, commands, &mut pipe, &mut n).await
+        self.flush(ctx, commands, &mut pipe, &mut n, &mut stored)
+            .await
     }
 
     /// Sends the `n` commands gathered in `pipe`, if any.
@@ -169,12 +174,14 @@ impl Session<'_> {
         commands: &mut MultiplexedConnection,
         pipe: &mut redis::Pipeline,
         n: &mut u64,
+        stored: &mut Vec<switchyard_core::cluster::Publication>,
     ) -> redis::RedisResult<()> {
         if *n == 0 {
             return Ok(());
         }
         let count = std::mem::take(n);
         let sent = std::mem::replace(pipe, redis::pipe());
+        let history = std::mem::take(stored);
         match sent.query_async::<()>(commands).await {
             Ok(()) => {
                 EngineStatus::count(&ctx.status.published, count);
@@ -182,6 +189,9 @@ impl Session<'_> {
             }
             Err(e) => {
                 EngineStatus::count(&ctx.status.dropped, count);
+                for p in history {
+                    super::not_stored(ctx, p).await;
+                }
                 Err(e)
             }
         }

@@ -132,7 +132,9 @@ impl Hub {
             RemoteEvent::Stored(p) => {
                 let origin = p.origin_conn.map(ConnId);
                 self.deliver_stored(&p, origin);
+                self.answer_stored(&p, true);
             }
+            RemoteEvent::NotStored(p) => self.answer_stored(&p, false),
             RemoteEvent::Recovered(r) => self.on_recovered(r),
             RemoteEvent::Changed(Outbound::Direct(d)) => self.on_remote_direct(&d),
             RemoteEvent::Changed(Outbound::Disconnect { tenant, peer, code }) => {

@@ -207,8 +207,8 @@ impl Hub {
         }
         let from = PeerId::new(SERVER_PEER_ID);
         let meta = Arc::new(Map::new());
-        let (stamp, deliveries) =
-            self.publish_message(&tenant, channel, &from, &meta, &data, event, None);
+        let (stamp, deliveries, _) =
+            self.publish_message(&tenant, channel, &from, &meta, &data, event, None, None);
         Ok(Published { stamp, deliveries })
     }
 

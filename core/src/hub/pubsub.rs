@@ -254,7 +254,7 @@ impl Hub {
         }
         let peer = self.dir.place(conn).peer().cloned().expect("bound at auth");
         let grants = self.grants(conn);
-        let (stamp, deliveries) = self.publish_message(
+        let (stamp, deliveries, answered_later) = self.publish_message(
             &tenant,
             &p.channel,
             &peer,
@@ -262,15 +262,20 @@ impl Hub {
             &p.data,
             p.event.as_deref(),
             Some(conn),
+            rid,
         );
-        self.answer(conn, rid, Answer::Published(&stamp));
+        if !answered_later {
+            self.answer(conn, rid, Answer::Published(&stamp));
+        }
         self.event(Event::Routed { conn, deliveries });
     }
 
     /// Publishes JSON `data` to `channel` in `tenant` from `from` (a client's publish,
     /// or the control plane's): stores it in the channel's history where a rule keeps
     /// one, delivers it to every member and matching pattern but `except`, and tells
-    /// the other nodes. Returns the message's stamp and how many sends were queued.
+    /// the other nodes. Returns the message's stamp, how many sends were queued, and
+    /// whether the publisher's answer (to `ack`) waits for the cluster engine to
+    /// store the message (a history channel on a cluster).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn publish_message(
         &mut self,
@@ -281,7 +286,8 @@ impl Hub {
         data: &bytes::Bytes,
         event: Option<&str>,
         except: Option<ConnId>,
-    ) -> (Stamp, usize) {
+        ack: Option<&RequestId>,
+    ) -> (Stamp, usize, bool) {
         let stamp = self.stamp();
         if let Some(retention) = self.shared_retention(channel) {
             let message = Message {
@@ -294,8 +300,8 @@ impl Hub {
                 offset: None,
                 original: None,
             };
-            self.publish_shared(tenant, &message, retention, except);
-            return (stamp, 0);
+            let later = self.publish_shared(tenant, &message, retention, except, ack);
+            return (stamp, 0, later);
         }
         let offset = self
             .history
@@ -323,7 +329,7 @@ impl Hub {
         });
         let deliveries = self.deliver(tenant, channel, except, &mut frames);
         self.tell_publication(tenant, &message);
-        (stamp, deliveries)
+        (stamp, deliveries, false)
     }
 
     pub(super) fn on_send(&mut self, conn: ConnId, s: DirectSend) {

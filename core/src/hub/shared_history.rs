@@ -47,6 +47,9 @@ pub(super) struct Waiting {
     next: u64,
     by_request: BTreeMap<u64, Pending>,
     by_sub: BTreeMap<(ConnId, TenantId, Box<str>), u64>,
+    /// Publishes to history channels whose answer waits for the engine to store
+    /// them: message number → publisher and its request id.
+    acks: BTreeMap<u64, (ConnId, RequestId)>,
 }
 
 impl Waiting {
@@ -62,6 +65,7 @@ impl Waiting {
             self.by_sub.remove(&key);
             self.by_request.remove(&request);
         }
+        self.acks.retain(|_, (c, _)| *c != conn);
     }
 
     /// Forgets what `conn` waited for on `channel` (it unsubscribed).
@@ -83,6 +87,12 @@ impl Waiting {
             assert!(p.conn == *conn && p.tenant == *tenant && p.channel == *channel);
             assert!(live(*conn), "{conn} waits for history after it closed");
         }
+        for (conn, _) in self.acks.values() {
+            assert!(
+                live(*conn),
+                "{conn} waits for a publish answer after it closed"
+            );
+        }
     }
 }
 
@@ -98,18 +108,54 @@ impl Hub {
 
     /// Hands a message for a channel with a history to the engine, which stores,
     /// numbers and brings it back to every node (this one included).
+    /// The publisher's answer waits until the engine stored it, when it asked for one
+    /// (`ack`): returns whether it does.
     pub(super) fn publish_shared(
         &mut self,
         tenant: &TenantId,
         message: &Message<'_>,
         retention: Retention,
         origin: Option<ConnId>,
-    ) {
+        ack: Option<&RequestId>,
+    ) -> bool {
         let mut p = self.publication(tenant, message);
         p.history = Some(to_cluster_retention(retention));
         p.origin_conn = origin.map(ConnId::as_u64);
+        let deferred = match (origin, ack) {
+            (Some(conn), Some(rid)) => {
+                self.waiting.acks.insert(p.number, (conn, rid.clone()));
+                true
+            }
+            _ => false,
+        };
         self.out
             .push_back(Output::Cluster(Box::new(Outbound::Publish(p))));
+        deferred
+    }
+
+    /// The engine stored one of this node's publications (`stored`) or could not:
+    /// its publisher gets the answer it waits for.
+    pub(super) fn answer_stored(&mut self, p: &Publication, stored: bool) {
+        let Some((conn, rid)) = self.waiting.acks.remove(&p.number) else {
+            return;
+        };
+        if p.origin_conn != Some(conn.as_u64()) {
+            return;
+        }
+        if stored {
+            let stamp = Stamp {
+                number: p.number,
+                unix_ms: p.unix_ms,
+            };
+            self.answer(conn, Some(&rid), Answer::Published(&stamp));
+        } else {
+            self.refuse_request(
+                conn,
+                crate::codes::ErrorCode::Unavailable,
+                "the cluster could not store this message (its Redis is unreachable); it was not delivered",
+                Some(&rid),
+            );
+        }
     }
 
     /// Asks the engine where `channel`'s stream stands (and what a client at

@@ -207,6 +207,7 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         ErrorCode::Unauthenticated | ErrorCode::InvalidToken | ErrorCode::TokenExpired => {
             "Unauthenticated"
         }
+        ErrorCode::Unavailable => "Unavailable",
     }
 }
 

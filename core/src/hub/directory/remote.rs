@@ -96,7 +96,10 @@ impl Directory {
         event: RemoteEvent,
     ) -> Vec<RemoteEffect> {
         // Answers to this node's own questions change nobody's presence.
-        if matches!(event, RemoteEvent::Stored(_) | RemoteEvent::Recovered(_)) {
+        if matches!(
+            event,
+            RemoteEvent::Stored(_) | RemoteEvent::Recovered(_) | RemoteEvent::NotStored(_)
+        ) {
             return Vec::new();
         }
         let old = self.remote.get(node).cloned().unwrap_or_default();
@@ -170,7 +173,8 @@ impl Directory {
                 | Outbound::Recover(_),
             )
             | RemoteEvent::Stored(_)
-            | RemoteEvent::Recovered(_) => return Vec::new(),
+            | RemoteEvent::Recovered(_)
+            | RemoteEvent::NotStored(_) => return Vec::new(),
         }
         self.remote.remove(node);
         let keys: BTreeSet<(&String, &String, &String)> =
