@@ -146,7 +146,9 @@ async fn a_redis_that_lost_its_data_gives_the_stream_a_new_epoch_and_old_positio
     a.wait_health("engine: redis reconnecting").await;
     // Nothing can store it now: the publisher is told, nobody receives it.
     publisher.publish("kept/y", json!(2), "p2").await;
-    let refused = publisher.next_of("error", "the refusal while Redis is down").await;
+    let refused = publisher
+        .next_of("error", "the refusal while Redis is down")
+        .await;
     assert_eq!(
         (refused["code"].clone(), refused["requestId"].clone()),
         (json!("unavailable"), json!("p2")),
