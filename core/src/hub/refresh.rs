@@ -57,6 +57,10 @@ impl Hub {
         }
         self.answer(conn, rid, Answer::Refreshed { expires_at });
         self.end_disallowed_subscriptions(conn, &grants);
+        if !grants.permissions.contains(Permissions::PRESENCE) {
+            // What stays subscribed no longer hears who comes and goes.
+            self.dir.stop_presence(conn);
+        }
     }
 
     /// Whether `grants` name the connection's own peer and tenant, with the kind of

@@ -245,6 +245,28 @@ fn narrowed_grants_end_the_subscription_with_an_error_naming_it_and_presence_lef
 }
 
 #[test]
+fn a_refresh_without_the_presence_permission_stops_presence_frames_but_not_messages() {
+    let mut t = TestHub::with_config(keyed_config());
+    t.connect_token("a", Dialect::Json, &token("a", &["room-1"], 3600));
+    t.connect_token("b", Dialect::Json, &token("b", &["room-1"], 3600));
+    subscribe(&mut t, "a", "room-1");
+    t.transcript();
+    let no_presence = token_with(json!({
+        "sub": "a", "channels": ["room-1"], "exp": TEST_UNIX + 3600,
+        "permissions": ["publish", "subscribe"],
+    }));
+    refresh(&mut t, "a", &no_presence, "r1");
+    t.transcript();
+    // b arrives and publishes: a gets the message, not b's arrival.
+    subscribe(&mut t, "b", "room-1");
+    t.send("b", r#"{"type":"publish","channel":"room-1","data":1}"#);
+    assert_eq!(
+        t.take("a"),
+        [r#"{"type":"message","channel":"room-1","from":"b","data":1}"#]
+    );
+}
+
+#[test]
 fn metadata_from_the_refreshed_token_reaches_later_messages() {
     let mut t = TestHub::with_config(keyed_config());
     let with_name = |name: &str| {

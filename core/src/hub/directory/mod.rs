@@ -255,6 +255,21 @@ impl Directory {
         Joined { channel, new_peer }
     }
 
+    /// Stops presence frames to every subscription of `conn` (its credentials no
+    /// longer carry the presence permission); its own presence stays.
+    pub(super) fn stop_presence(&mut self, conn: ConnId) {
+        let subs: Vec<ChannelId> = self.place(conn).subs.iter().copied().collect();
+        for channel in subs {
+            if let Some(member) = self
+                .channels
+                .get_mut(&channel)
+                .and_then(|ch| ch.members.get_mut(&conn))
+            {
+                member.presence = false;
+            }
+        }
+    }
+
     /// Ends a subscription to an exact channel. `None` when there was none;
     /// `Some(departed)` otherwise, `departed` set when the peer left the channel.
     pub(super) fn unsubscribe(

@@ -530,6 +530,14 @@ impl Run {
             }
             fx.unsubscribed.push((tenant.clone(), channel));
         }
+        if !info.grants.perms.contains(Permissions::PRESENCE) {
+            // The subscriptions that stay hear no more presence.
+            let c = &mut self.conns[idx];
+            for sub in c.subs.values_mut() {
+                sub.presence = false;
+            }
+            c.views.clear();
+        }
         fx.refreshed = Some(idx);
     }
 }
