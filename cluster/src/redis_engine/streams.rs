@@ -122,13 +122,21 @@ fn parse_numbered(rest: &[u8]) -> Result<Envelope, String> {
         .and_then(|s| s.parse().ok())
         .ok_or("a numbered message with a bad offset")?;
     let epoch = std::str::from_utf8(epoch).map_err(|_| "a numbered message with a bad epoch")?;
-    let mut envelope = Envelope::decode(text).map_err(|e| e.to_string())?;
-    let WireEvent::Changed(Outbound::Publish(p)) = &mut envelope.event else {
+    numbered(text, offset, epoch).map(|(node, p)| Envelope {
+        node,
+        event: WireEvent::Changed(Outbound::Publish(p)),
+    })
+}
+
+/// An envelope's publication with its `offset` and `epoch` set, and its node.
+fn numbered(text: &[u8], offset: u64, epoch: &str) -> Result<(NodeId, Publication), String> {
+    let envelope = Envelope::decode(text).map_err(|e| e.to_string())?;
+    let WireEvent::Changed(Outbound::Publish(mut p)) = envelope.event else {
         return Err("a numbered message that is not a publication".into());
     };
     p.offset = Some(offset);
     p.epoch = Some(epoch.to_owned());
-    Ok(envelope)
+    Ok((envelope.node, p))
 }
 
 /// Reads where a stream stands and what a client after `since` missed.
@@ -184,20 +192,18 @@ pub(super) async fn read_page(
         .await?;
     let mut publications = Vec::with_capacity(entries.len());
     for (id, fields) in entries {
-        let number = id.split('-').next().unwrap_or_default();
-        let text = format!(
-            "{number}:{epoch}:{}",
-            fields.get(1).map_or("", String::as_str)
-        );
-        match parse_numbered(text.as_bytes()) {
-            Ok(Envelope {
-                event: WireEvent::Changed(Outbound::Publish(mut p)),
-                ..
-            }) => {
+        let text = fields.get(1).map_or("", String::as_str);
+        let read = id
+            .split('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("entry id {id:?}"))
+            .and_then(|n| numbered(text.as_bytes(), n, &epoch));
+        match read {
+            Ok((_, mut p)) => {
                 p.origin_conn = None;
                 publications.push(p);
             }
-            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "cluster engine: unreadable history entry, skipped");
             }

@@ -128,7 +128,7 @@ impl Hub {
             RemoteEvent::Changed(Outbound::Publish(p)) if p.offset.is_some() => {
                 self.deliver_stored(&p, None);
             }
-            RemoteEvent::Changed(Outbound::Publish(p)) => self.on_remote_publication(&p),
+            RemoteEvent::Changed(Outbound::Publish(p)) => self.deliver_remote(&p, None),
             RemoteEvent::Stored(p) => {
                 let origin = p.origin_conn.map(ConnId);
                 self.deliver_stored(&p, origin);
@@ -221,7 +221,9 @@ impl Hub {
         }
     }
 
-    fn on_remote_publication(&mut self, p: &Publication) {
+    /// Delivers another node's publication (or, numbered, any node's) to this node's
+    /// members and matching patterns, never to `except`.
+    pub(super) fn deliver_remote(&mut self, p: &Publication, except: Option<ConnId>) {
         let tenant = TenantId::new(&p.tenant);
         let from = PeerId::new(&p.from);
         let original_frame = p.original.as_ref().map(|o| Bytes::from(o.frame.clone()));
@@ -254,12 +256,12 @@ impl Hub {
                 number: p.number,
                 unix_ms: p.unix_ms,
             },
-            offset: None,
+            offset: p.offset,
             original,
         };
         let mut frames =
             Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
-        self.deliver(&tenant, &p.channel, None, &mut frames);
+        self.deliver(&tenant, &p.channel, except, &mut frames);
     }
 
     fn on_remote_direct(&mut self, d: &cluster::Delivery) {

@@ -95,10 +95,9 @@ impl HistoryPage {
         unix_ms: u64,
         ttl: Duration,
     ) -> Self {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let messages = publications
             .into_iter()
-            .filter(|p| p.unix_ms.saturating_add(ttl_ms) > unix_ms)
+            .filter(|p| super::history::still_kept(p.unix_ms, unix_ms, ttl))
             .filter_map(|p| {
                 let crate::cluster::Payload::Json { data } = p.payload else {
                     return None;
@@ -247,13 +246,7 @@ impl Hub {
         limit: usize,
     ) -> Result<HistoryPage, ControlError> {
         self.tick(now);
-        let pattern = Pattern::parse(channel, self.config.limits.max_channel_len)
-            .map_err(|e| ControlError::InvalidChannel(e.to_string()))?;
-        if pattern.is_wildcard() {
-            return Err(ControlError::InvalidChannel(
-                "a pattern has no history".into(),
-            ));
-        }
+        self.history_ttl(channel)?;
         let tenant = TenantId::new(tenant);
         let page = self.history.page(&tenant, channel, self.now, since, limit);
         self.finish_tick();

@@ -185,16 +185,16 @@ impl History {
         now: Instant,
         from: &Position,
     ) -> Option<Recovery> {
+        // `position` aged out what is due: every entry left is fresh.
         let (offset, epoch) = self.position(tenant, channel, now)?;
         let stream = &self.streams[&(tenant.clone(), Box::from(channel))];
-        // The first offset still kept; everything after `top` when none is.
-        let first = stream.entries.front().map_or(offset + 1, |e| e.offset);
-        let recovered = *from.epoch == *epoch && from.offset <= offset && first <= from.offset + 1;
+        let first = stream.entries.front().map(|e| e.offset);
+        let recovered = recoverable(from, &epoch, offset, first);
         let replay = if recovered {
             stream
                 .entries
                 .iter()
-                .filter(|e| e.offset > from.offset && e.at + stream.retention.ttl > now)
+                .filter(|e| e.offset > from.offset)
                 .cloned()
                 .collect()
         } else {
@@ -223,7 +223,7 @@ impl History {
         let entries = stream
             .entries
             .iter()
-            .filter(|e| e.offset > since && e.at + stream.retention.ttl > now)
+            .filter(|e| e.offset > since)
             .take(limit)
             .cloned()
             .collect();
@@ -327,6 +327,22 @@ impl History {
         assert_eq!(held, self.held, "held messages miscounted");
         assert_eq!(self.deadlines.len(), self.streams.len(), "stale deadlines");
     }
+}
+
+/// Whether a message of a shared (engine-kept) stream, stored at `stored_ms`, is
+/// still within `ttl` at `unix_ms`: the age bound the hub applies to its own streams,
+/// applied to what an engine hands back.
+pub(crate) fn still_kept(stored_ms: u64, unix_ms: u64, ttl: Duration) -> bool {
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    stored_ms.saturating_add(ttl_ms) > unix_ms
+}
+
+/// The one rule of recovery: a client at `from` missed nothing it cannot be given
+/// when it names the stream's `epoch`, is not ahead of its last offset `top`, and
+/// the oldest message still kept (`first`; `None`: none is) comes right after it.
+pub(crate) fn recoverable(from: &Position, epoch: &str, top: u64, first: Option<u64>) -> bool {
+    let first = first.unwrap_or(top + 1);
+    *from.epoch == *epoch && from.offset <= top && first <= from.offset + 1
 }
 
 fn rules(config: &Config) -> Result<Vec<(Pattern, Retention)>, ConfigError> {

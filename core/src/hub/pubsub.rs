@@ -289,31 +289,22 @@ impl Hub {
         ack: Option<&RequestId>,
     ) -> (Stamp, usize, bool) {
         let stamp = self.stamp();
-        if let Some(retention) = self.shared_retention(channel) {
-            let message = Message {
-                channel,
-                from,
-                meta,
-                payload: Payload::Json(data),
-                event,
-                stamp,
-                offset: None,
-                original: None,
-            };
-            let later = self.publish_shared(tenant, &message, retention, except, ack);
-            return (stamp, 0, later);
-        }
-        let offset = self
-            .history
-            .append(tenant, channel, self.now, |offset| Entry {
-                offset,
-                at: self.now,
-                stamp,
-                from: from.clone(),
-                meta: Arc::clone(meta),
-                data: data.clone(),
-                event: event.map(Box::from),
-            });
+        // On a cluster the engine stores and numbers it; on one node the hub does.
+        let shared = self.shared_retention(channel);
+        let offset = if shared.is_some() {
+            None
+        } else {
+            self.history
+                .append(tenant, channel, self.now, |offset| Entry {
+                    offset,
+                    at: self.now,
+                    stamp,
+                    from: from.clone(),
+                    meta: Arc::clone(meta),
+                    data: data.clone(),
+                    event: event.map(Box::from),
+                })
+        };
         let message = Message {
             channel,
             from,
@@ -324,6 +315,10 @@ impl Hub {
             offset,
             original: None,
         };
+        if let Some(retention) = shared {
+            let later = self.publish_shared(tenant, &message, retention, except, ack);
+            return (stamp, 0, later);
+        }
         let mut frames = Frames::new(|dialect: crate::wire::Dialect, with_meta| {
             dialect.codec().message(&message, with_meta)
         });

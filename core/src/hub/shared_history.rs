@@ -15,13 +15,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fanout::Frames;
 use super::history::{Entry, Retention};
 use super::{Hub, Output};
 use crate::cluster::{self, Outbound, Publication, RecoverRequest, Recovered};
 use crate::ids::{ConnId, PeerId, TenantId};
-use crate::wire::codec::{Answer, Message, Payload};
-use crate::wire::{Dialect, Position, RequestId, Stamp};
+use crate::wire::codec::{Answer, Message};
+use crate::wire::{Position, RequestId, Stamp};
 
 /// A subscription waiting for the engine's answer, or just answered.
 #[derive(Debug)]
@@ -207,45 +206,35 @@ impl Hub {
     /// except to subscriptions still waiting for their position (held back) and to
     /// `origin` (its publisher).
     pub(super) fn deliver_stored(&mut self, p: &Publication, origin: Option<ConnId>) {
-        let (Some(offset), cluster::Payload::Json { data }) = (p.offset, &p.payload) else {
+        let Some(offset) = p.offset else {
             return;
         };
         let tenant = TenantId::new(&p.tenant);
-        let from = PeerId::new(&p.from);
-        let data = Bytes::from(data.clone());
-        let message = Message {
-            channel: &p.channel,
-            from: &from,
-            meta: &p.meta,
-            payload: Payload::Json(&data),
-            event: p.event.as_deref(),
-            stamp: Stamp {
-                number: p.number,
-                unix_ms: p.unix_ms,
-            },
-            offset: Some(offset),
-            original: None,
-        };
-        let mut frames =
-            Frames::new(|dialect: Dialect, with_meta| dialect.codec().message(&message, with_meta));
+        // The subscriptions of this channel still waiting (or just answered), found
+        // once per message rather than looked up per recipient.
+        let waiting: BTreeMap<ConnId, u64> = self
+            .waiting
+            .by_request
+            .iter()
+            .filter(|(_, w)| w.tenant == tenant && *w.channel == *p.channel)
+            .map(|(&request, w)| (w.conn, request))
+            .collect();
         let before = self.out.len();
-        self.deliver(&tenant, &p.channel, origin, &mut frames);
-        if self.waiting.by_sub.is_empty() {
+        self.deliver_remote(p, origin);
+        if waiting.is_empty() {
             return;
         }
-        // Sends to waiting subscriptions of this channel are taken back out.
+        // Sends to waiting subscriptions are taken back out.
         let mut i = before;
         while i < self.out.len() {
-            let Output::Send { conn, .. } = &self.out[i] else {
+            let request = match &self.out[i] {
+                Output::Send { conn, .. } => waiting.get(conn).copied(),
+                _ => None,
+            };
+            let Some(pending) = request.and_then(|r| self.waiting.by_request.get_mut(&r)) else {
                 i += 1;
                 continue;
             };
-            let key = (*conn, tenant.clone(), Box::from(p.channel.as_str()));
-            let Some(&request) = self.waiting.by_sub.get(&key) else {
-                i += 1;
-                continue;
-            };
-            let pending = self.waiting.by_request.get_mut(&request).expect("indexed");
             match pending.floor {
                 None => {
                     let Some(Output::Send { frame, .. }) = self.out.remove(i) else {
@@ -257,8 +246,9 @@ impl Hub {
                     self.out.remove(i);
                 }
                 Some(_) => {
+                    let key = (pending.conn, tenant.clone(), pending.channel.clone());
                     self.waiting.by_sub.remove(&key);
-                    self.waiting.by_request.remove(&request);
+                    self.waiting.by_request.remove(&request.expect("matched"));
                     i += 1;
                 }
             }
@@ -280,14 +270,15 @@ impl Hub {
         let rid = pending.rid.clone();
         let (with_meta, foreign) = (pending.with_meta, pending.foreign);
         let held = std::mem::take(&mut pending.held);
-        let ttl_ms = self.history.retention(&channel).map_or(u64::MAX, |r| {
-            u64::try_from(r.ttl.as_millis()).unwrap_or(u64::MAX)
-        });
+        let ttl = self
+            .history
+            .retention(&channel)
+            .map_or(std::time::Duration::MAX, |r| r.ttl);
         let now_unix = self.unix_ms(self.now);
         let fresh: Vec<&Publication> = r
             .publications
             .iter()
-            .filter(|p| p.unix_ms.saturating_add(ttl_ms) > now_unix)
+            .filter(|p| super::history::still_kept(p.unix_ms, now_unix, ttl))
             .collect();
         let recovered = recover.as_ref().map(|from| {
             r.error.is_none()
